@@ -1,0 +1,41 @@
+using Microsoft.AspNetCore.SignalR;
+using SignalR.RedisStreams;
+using StackExchange.Redis;
+
+// Lives in Microsoft.Extensions.DependencyInjection, as Microsoft's AddStackExchangeRedis does, so no extra using is needed.
+namespace Microsoft.Extensions.DependencyInjection;
+
+/// <summary>Adds the Redis Streams backplane to a SignalR server.</summary>
+public static class RedisStreamsDependencyInjectionExtensions
+{
+    /// <summary>Uses the Redis Streams backplane. The connection is the <see cref="IConnectionMultiplexer"/> registered
+    /// in DI (for example by Aspire's <c>AddRedisClient</c>), else <c>localhost:6379</c>.</summary>
+    public static ISignalRServerBuilder AddRedisStreams(this ISignalRServerBuilder signalrBuilder)
+        => AddRedisStreams(signalrBuilder, _ => { });
+
+    /// <summary>Uses the Redis Streams backplane with the given connection string.</summary>
+    public static ISignalRServerBuilder AddRedisStreams(this ISignalRServerBuilder signalrBuilder, string redisConnectionString)
+        => AddRedisStreams(signalrBuilder, redisConnectionString, _ => { });
+
+    /// <summary>Uses the Redis Streams backplane with the given connection string and options.</summary>
+    public static ISignalRServerBuilder AddRedisStreams(this ISignalRServerBuilder signalrBuilder, string redisConnectionString, Action<RedisStreamsOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(redisConnectionString);
+        ArgumentNullException.ThrowIfNull(configure);
+        return AddRedisStreams(signalrBuilder, o =>
+        {
+            o.Configuration = ConfigurationOptions.Parse(redisConnectionString);
+            configure(o);
+        });
+    }
+
+    /// <summary>Uses the Redis Streams backplane configured by <paramref name="configure"/>.</summary>
+    public static ISignalRServerBuilder AddRedisStreams(this ISignalRServerBuilder signalrBuilder, Action<RedisStreamsOptions> configure)
+    {
+        ArgumentNullException.ThrowIfNull(signalrBuilder);
+        ArgumentNullException.ThrowIfNull(configure);
+        signalrBuilder.Services.Configure(configure);
+        signalrBuilder.Services.AddSingleton(typeof(HubLifetimeManager<>), typeof(RedisStreamsHubLifetimeManager<>));
+        return signalrBuilder;
+    }
+}
