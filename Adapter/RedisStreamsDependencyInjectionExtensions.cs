@@ -1,5 +1,9 @@
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.DependencyInjection.Extensions;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
 using SignalR.RedisStreams;
+using SignalR.RedisStreams.Internal;
 using StackExchange.Redis;
 
 // Lives in Microsoft.Extensions.DependencyInjection, as Microsoft's AddStackExchangeRedis does, so no extra using is needed.
@@ -34,8 +38,13 @@ public static class RedisStreamsDependencyInjectionExtensions
     {
         ArgumentNullException.ThrowIfNull(signalrBuilder);
         ArgumentNullException.ThrowIfNull(configure);
-        signalrBuilder.Services.Configure(configure);
-        signalrBuilder.Services.AddSingleton(typeof(HubLifetimeManager<>), typeof(RedisStreamsHubLifetimeManager<>));
+        var services = signalrBuilder.Services;
+        services.AddOptions<RedisStreamsOptions>().Configure(configure).ValidateOnStart();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisStreamsOptions>, RedisStreamsOptionsValidator>());
+        services.TryAddSingleton<RedisStreamsBackplane>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisStreamsHostedService>());
+        services.AddSingleton(typeof(HubLifetimeManager<>), typeof(RedisStreamsHubLifetimeManager<>));
+        services.AddHealthChecks().AddCheck<RedisStreamsHealthCheck>("signalr-redis-streams", tags: ["ready"]);
         return signalrBuilder;
     }
 }

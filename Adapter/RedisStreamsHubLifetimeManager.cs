@@ -1,11 +1,538 @@
+using System.Buffers;
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Protocol;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using SignalR.RedisStreams.Internal;
 
 namespace SignalR.RedisStreams;
 
-/// <summary>TEMPORARY placeholder while the real manager is written: behaves like the default (single-node) manager.</summary>
-public sealed class RedisStreamsHubLifetimeManager<THub> : DefaultHubLifetimeManager<THub> where THub : Hub
+/// <summary>
+/// A <see cref="HubLifetimeManager{THub}"/> that forwards every packet between servers through one Redis stream.
+/// Register it with <c>services.AddSignalR().AddRedisStreams(...)</c>.
+/// </summary>
+/// <typeparam name="THub">The hub.</typeparam>
+public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<THub>, IDisposable where THub : Hub
 {
-    /// <summary>Creates the manager.</summary>
-    public RedisStreamsHubLifetimeManager(ILogger<DefaultHubLifetimeManager<THub>> logger) : base(logger) { }
+    private static readonly string HubName = typeof(THub).FullName ?? typeof(THub).Name;
+
+    private readonly RedisStreamsBackplane _node;
+    private readonly ILogger _logger;
+    private readonly IHubProtocolResolver _protocolResolver;
+    private readonly IHubProtocol[] _protocols;
+    private readonly ConcurrentDictionary<string, HubConnectionContext> _connections = new(StringComparer.Ordinal);
+    private readonly LocalIndex _groups = new();
+    private readonly LocalIndex _users = new();
+    private readonly ConcurrentDictionary<string, PendingInvocation> _invocations = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, ProxiedInvocation> _proxied = new(StringComparer.Ordinal);
+    private readonly Adapter _adapter;
+
+    /// <summary>Created by DI; use <c>AddRedisStreams(...)</c>.</summary>
+    public RedisStreamsHubLifetimeManager(
+        ILogger<RedisStreamsHubLifetimeManager<THub>> logger,
+        IHubProtocolResolver hubProtocolResolver,
+        IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(services);
+        _logger = logger;
+        _protocolResolver = hubProtocolResolver;
+        _node = services.GetRequiredService<RedisStreamsBackplane>();
+        var supported = services.GetService<IOptions<HubOptions<THub>>>()?.Value.SupportedProtocols
+            ?? services.GetService<IOptions<HubOptions>>()?.Value.SupportedProtocols;
+        _protocols = hubProtocolResolver.AllProtocols
+            .Where(p => supported is null || supported.Contains(p.Name, StringComparer.OrdinalIgnoreCase))
+            .ToArray();
+        _adapter = new Adapter(this);
+        _node.Register(HubName, _adapter);
+    }
+
+    /// <inheritdoc />
+    public override async Task OnConnectedAsync(HubConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        _connections[connection.ConnectionId] = connection;
+        if (connection.UserIdentifier is { } user)
+        {
+            _users.Add(user, connection);
+        }
+        await _node.RegisterConnectionAsync(connection.ConnectionId);
+    }
+
+    /// <inheritdoc />
+    public override async Task OnDisconnectedAsync(HubConnectionContext connection)
+    {
+        ArgumentNullException.ThrowIfNull(connection);
+        _connections.TryRemove(connection.ConnectionId, out _);
+        _groups.RemoveEverywhere(connection);
+        if (connection.UserIdentifier is { } user)
+        {
+            _users.Remove(user, connection);
+        }
+
+        foreach (var (id, pending) in _invocations)
+        {
+            if (pending.ConnectionId == connection.ConnectionId && _invocations.TryRemove(id, out _))
+            {
+                pending.Fail(new HubException("Connection disconnected."));
+            }
+        }
+        foreach (var (id, proxied) in _proxied)
+        {
+            if (proxied.ConnectionId == connection.ConnectionId && _proxied.TryRemove(id, out _))
+            {
+                await TryPublishResultAsync(proxied.Origin, id, ResultStatus.ConnectionDisconnected, "", default);
+            }
+        }
+        await _node.UnregisterConnectionAsync(connection.ConnectionId);
+    }
+
+    // ---------------------------------------------------------------- sends: everything but a local single target goes through the stream
+
+    /// <inheritdoc />
+    public override Task SendAllAsync(string methodName, object?[] args, CancellationToken cancellationToken = default)
+        => PublishAsync(new StreamEntry { Kind = EntryKind.All, Node = _node.NodeId, Hub = HubName, Messages = Serialize(methodName, args) }, cancellationToken);
+
+    /// <inheritdoc />
+    public override Task SendAllExceptAsync(string methodName, object?[] args, IReadOnlyList<string> excludedConnectionIds, CancellationToken cancellationToken = default)
+        => PublishAsync(new StreamEntry
+        {
+            Kind = EntryKind.All, Node = _node.NodeId, Hub = HubName, Excluded = excludedConnectionIds ?? [], Messages = Serialize(methodName, args),
+        }, cancellationToken);
+
+    /// <inheritdoc />
+    public override Task SendConnectionAsync(string connectionId, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connectionId);
+        return SendConnectionsAsync([connectionId], methodName, args, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override async Task SendConnectionsAsync(IReadOnlyList<string> connectionIds, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connectionIds);
+        var message = new InvocationMessage(methodName, args);
+        List<string>? remote = null;
+        foreach (var id in connectionIds)
+        {
+            if (_connections.TryGetValue(id, out var local))
+            {
+                await WriteAsync(local, new SerializedHubMessage(message), cancellationToken);
+            }
+            else
+            {
+                (remote ??= []).Add(id);
+            }
+        }
+        if (remote is not null)
+        {
+            await PublishAsync(new StreamEntry
+            {
+                Kind = EntryKind.Connections, Node = _node.NodeId, Hub = HubName, Targets = remote, Messages = Serialize(message),
+            }, cancellationToken);
+        }
+    }
+
+    /// <inheritdoc />
+    public override Task SendGroupAsync(string groupName, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(groupName);
+        return SendGroupExceptAsync(groupName, methodName, args, [], cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override Task SendGroupsAsync(IReadOnlyList<string> groupNames, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(groupNames);
+        return PublishAsync(new StreamEntry
+        {
+            Kind = EntryKind.Groups, Node = _node.NodeId, Hub = HubName, Targets = groupNames, Messages = Serialize(methodName, args),
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override Task SendGroupExceptAsync(string groupName, string methodName, object?[] args, IReadOnlyList<string> excludedConnectionIds, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(groupName);
+        return PublishAsync(new StreamEntry
+        {
+            Kind = EntryKind.Groups, Node = _node.NodeId, Hub = HubName, Targets = [groupName], Excluded = excludedConnectionIds ?? [],
+            Messages = Serialize(methodName, args),
+        }, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override Task SendUserAsync(string userId, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(userId);
+        return SendUsersAsync([userId], methodName, args, cancellationToken);
+    }
+
+    /// <inheritdoc />
+    public override Task SendUsersAsync(IReadOnlyList<string> userIds, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(userIds);
+        return PublishAsync(new StreamEntry
+        {
+            Kind = EntryKind.Users, Node = _node.NodeId, Hub = HubName, Targets = userIds, Messages = Serialize(methodName, args),
+        }, cancellationToken);
+    }
+
+    // ---------------------------------------------------------------- groups
+
+    /// <inheritdoc />
+    public override Task AddToGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
+        => ChangeGroupAsync(connectionId, groupName, GroupAction.Add, cancellationToken);
+
+    /// <inheritdoc />
+    public override Task RemoveFromGroupAsync(string connectionId, string groupName, CancellationToken cancellationToken = default)
+        => ChangeGroupAsync(connectionId, groupName, GroupAction.Remove, cancellationToken);
+
+    private async Task ChangeGroupAsync(string connectionId, string groupName, GroupAction action, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(connectionId);
+        ArgumentNullException.ThrowIfNull(groupName);
+        if (_connections.TryGetValue(connectionId, out var local))
+        {
+            ApplyGroupChange(local, groupName, action);
+            return;
+        }
+
+        var owner = await _node.FindConnectionOwnerAsync(connectionId);
+        if (owner is null || owner == _node.NodeId)
+        {
+            return; // no live node holds this connection: nothing to change (as for a local connection that left)
+        }
+
+        _node.ExpectNode(owner);
+        var (ackId, acknowledged) = _node.CreateAck(owner);
+        try
+        {
+            await PublishAsync(new StreamEntry
+            {
+                Kind = EntryKind.GroupCommand, Node = _node.NodeId, Hub = HubName, TargetNode = owner,
+                ConnectionId = connectionId, Group = groupName, Action = action, AckId = ackId,
+            }, cancellationToken);
+            await acknowledged.WaitAsync(_node.Options.AckTimeout, cancellationToken);
+        }
+        catch (TimeoutException)
+        {
+            throw new TimeoutException(
+                $"Node '{owner}' did not acknowledge {(action == GroupAction.Add ? "adding" : "removing")} connection '{connectionId}' " +
+                $"{(action == GroupAction.Add ? "to" : "from")} group '{groupName}' within {_node.Options.AckTimeout} (RedisStreamsOptions.AckTimeout).");
+        }
+        finally
+        {
+            _node.ForgetAck(ackId);
+        }
+    }
+
+    private void ApplyGroupChange(HubConnectionContext connection, string groupName, GroupAction action)
+    {
+        if (action == GroupAction.Add)
+        {
+            _groups.Add(groupName, connection);
+        }
+        else
+        {
+            _groups.Remove(groupName, connection);
+        }
+    }
+
+    // ---------------------------------------------------------------- client results
+
+    /// <inheritdoc />
+    public override async Task<T> InvokeConnectionAsync<T>(string connectionId, string methodName, object?[] args, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(connectionId);
+        var invocationId = _node.NewInvocationId();
+        var pending = new PendingInvocation<T>(connectionId);
+        var message = new InvocationMessage(invocationId, methodName, args);
+
+        if (_connections.TryGetValue(connectionId, out var local))
+        {
+            _invocations[invocationId] = pending;
+            try
+            {
+                await WriteAsync(local, new SerializedHubMessage(message), cancellationToken);
+            }
+            catch
+            {
+                _invocations.TryRemove(invocationId, out _);
+                throw;
+            }
+        }
+        else
+        {
+            var owner = await _node.FindConnectionOwnerAsync(connectionId);
+            if (owner is null || owner == _node.NodeId)
+            {
+                throw new IOException($"Connection '{connectionId}' does not exist.");
+            }
+            pending.Node = owner;
+            _node.ExpectNode(owner);
+            _invocations[invocationId] = pending;
+            try
+            {
+                await PublishAsync(new StreamEntry
+                {
+                    Kind = EntryKind.Invoke, Node = _node.NodeId, Hub = HubName, TargetNode = owner,
+                    ConnectionId = connectionId, InvocationId = invocationId, Messages = Serialize(message),
+                }, cancellationToken);
+            }
+            catch
+            {
+                _invocations.TryRemove(invocationId, out _);
+                throw;
+            }
+        }
+
+        try
+        {
+            return await pending.Task.WaitAsync(cancellationToken);
+        }
+        finally
+        {
+            _invocations.TryRemove(invocationId, out _);
+        }
+    }
+
+    /// <inheritdoc />
+    public override async Task SetConnectionResultAsync(string connectionId, CompletionMessage result)
+    {
+        ArgumentNullException.ThrowIfNull(result);
+        var invocationId = result.InvocationId ?? "";
+        if (_invocations.TryGetValue(invocationId, out var pending) && pending.ConnectionId == connectionId)
+        {
+            _invocations.TryRemove(invocationId, out _);
+            pending.Complete(result);
+            return;
+        }
+        if (_proxied.TryGetValue(invocationId, out var proxied) && proxied.ConnectionId == connectionId
+            && _proxied.TryRemove(invocationId, out _)
+            && _connections.TryGetValue(connectionId, out var connection))
+        {
+            // Send the client's completion, as it encoded it, to the node that is waiting for it.
+            var bytes = connection.Protocol.GetMessageBytes(result);
+            await TryPublishResultAsync(proxied.Origin, invocationId, ResultStatus.Completed, connection.Protocol.Name, bytes);
+            return;
+        }
+        Log.UnknownInvocation(_logger, invocationId);
+    }
+
+    /// <inheritdoc />
+    public override bool TryGetReturnType(string invocationId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Type? type)
+    {
+        if (_invocations.TryGetValue(invocationId, out var pending))
+        {
+            type = pending.ResultType;
+            return true;
+        }
+        if (_proxied.ContainsKey(invocationId))
+        {
+            type = typeof(RawResult); // kept raw, forwarded to the waiting node, typed there
+            return true;
+        }
+        type = null;
+        return false;
+    }
+
+    private async Task TryPublishResultAsync(string origin, string invocationId, ResultStatus status, string protocol, ReadOnlyMemory<byte> payload)
+    {
+        try
+        {
+            await PublishAsync(new StreamEntry
+            {
+                Kind = EntryKind.Result, Node = _node.NodeId, Hub = HubName, TargetNode = origin,
+                InvocationId = invocationId, Status = status, Protocol = protocol, Payload = payload,
+            }, CancellationToken.None);
+        }
+        catch (RedisStreamsPublishException ex)
+        {
+            Log.DispatchFailed(_logger, ex, invocationId, EntryKind.Result);
+        }
+    }
+
+    // ---------------------------------------------------------------- receiving
+
+    private async ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity)
+    {
+        switch (entry.Kind)
+        {
+            case EntryKind.All:
+                return await WriteToAsync(_connections.Values, entry);
+            case EntryKind.Connections:
+                return await WriteToAsync(entry.Targets.Select(id => _connections.GetValueOrDefault(id)).OfType<HubConnectionContext>(), entry);
+            case EntryKind.Groups:
+                return await WriteToAsync(_groups.Members(entry.Targets), entry);
+            case EntryKind.Users:
+                return await WriteToAsync(_users.Members(entry.Targets), entry);
+            case EntryKind.GroupCommand:
+                if (_connections.TryGetValue(entry.ConnectionId, out var member))
+                {
+                    ApplyGroupChange(member, entry.Group, entry.Action);
+                }
+                await PublishAsync(new StreamEntry
+                {
+                    Kind = EntryKind.Ack, Node = _node.NodeId, Hub = HubName, TargetNode = entry.Node, AckId = entry.AckId,
+                }, CancellationToken.None);
+                return 0;
+            case EntryKind.Invoke:
+                if (_connections.TryGetValue(entry.ConnectionId, out var target))
+                {
+                    _proxied[entry.InvocationId] = new ProxiedInvocation(entry.Node, entry.ConnectionId);
+                    await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
+                    return 1;
+                }
+                await TryPublishResultAsync(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default);
+                return 0;
+            case EntryKind.Result:
+                if (_invocations.TryRemove(entry.InvocationId, out var pending))
+                {
+                    CompleteFromRemote(pending, entry);
+                }
+                else
+                {
+                    Log.UnknownInvocation(_logger, entry.InvocationId);
+                }
+                activity?.SetTag("signalr.invocation_id", entry.InvocationId);
+                return 0;
+            default:
+                return 0;
+        }
+    }
+
+    private void CompleteFromRemote(PendingInvocation pending, StreamEntry entry)
+    {
+        switch (entry.Status)
+        {
+            case ResultStatus.ConnectionNotFound:
+                pending.Fail(new IOException($"Connection '{pending.ConnectionId}' does not exist."));
+                return;
+            case ResultStatus.ConnectionDisconnected:
+                pending.Fail(new HubException("Connection disconnected."));
+                return;
+            default:
+                break;
+        }
+        try
+        {
+            var protocol = _protocolResolver.GetProtocol(entry.Protocol, null)
+                ?? throw new InvalidDataException($"The result was encoded with protocol '{entry.Protocol}', which this server does not have.");
+            var data = new ReadOnlySequence<byte>(entry.Payload);
+            if (protocol.TryParseMessage(ref data, new ResultBinder(pending.ResultType), out var message) && message is CompletionMessage completion)
+            {
+                pending.Complete(completion);
+            }
+            else
+            {
+                pending.Fail(new InvalidDataException("The client's result could not be read."));
+            }
+        }
+#pragma warning disable CA1031 // whatever the protocol throws is the invocation's failure, not the reader's
+        catch (Exception ex)
+#pragma warning restore CA1031
+        {
+            pending.Fail(ex);
+        }
+    }
+
+    private async ValueTask<int> WriteToAsync(IEnumerable<HubConnectionContext> connections, StreamEntry entry)
+    {
+        var excluded = entry.Excluded;
+        SerializedHubMessage? message = null;
+        List<Task>? slow = null;
+        var count = 0;
+        foreach (var connection in connections)
+        {
+            if (excluded.Count > 0 && excluded.Contains(connection.ConnectionId))
+            {
+                continue;
+            }
+            message ??= new SerializedHubMessage(entry.Messages);
+            count++;
+            var write = WriteAsync(connection, message, CancellationToken.None);
+            if (!write.IsCompletedSuccessfully)
+            {
+                (slow ??= []).Add(write.AsTask());
+            }
+        }
+        if (slow is not null)
+        {
+            await Task.WhenAll(slow);
+        }
+        return count;
+    }
+
+    private async ValueTask WriteAsync(HubConnectionContext connection, SerializedHubMessage message, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await connection.WriteAsync(message, cancellationToken);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            Log.WriteFailed(_logger, ex, connection.ConnectionId);
+        }
+    }
+
+    private void OnNodeGone(string nodeId)
+    {
+        foreach (var (id, pending) in _invocations)
+        {
+            if (pending.Node == nodeId && _invocations.TryRemove(id, out _))
+            {
+                pending.Fail(new HubException("Connection disconnected."));
+            }
+        }
+        foreach (var (id, proxied) in _proxied)
+        {
+            if (proxied.Origin == nodeId)
+            {
+                _proxied.TryRemove(id, out _);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    private Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken) => _node.PublishAsync(entry, cancellationToken);
+
+    private SerializedMessage[] Serialize(string methodName, object?[] args) => Serialize(new InvocationMessage(methodName, args));
+
+    private SerializedMessage[] Serialize(HubMessage message)
+    {
+        var result = new SerializedMessage[_protocols.Length];
+        for (var i = 0; i < result.Length; i++)
+        {
+            result[i] = new SerializedMessage(_protocols[i].Name, _protocols[i].GetMessageBytes(message));
+        }
+        return result;
+    }
+
+    /// <summary>Leaves the node; the node itself is stopped by the host.</summary>
+    public void Dispose() => _node.Unregister(HubName);
+
+    /// <summary>Keeps the manager's internal callbacks off its public surface.</summary>
+    private sealed class Adapter(RedisStreamsHubLifetimeManager<THub> manager) : IBackplaneHub
+    {
+        public IEnumerable<string> LocalConnectionIds => manager._connections.Keys;
+
+        public ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity) => manager.DispatchAsync(entry, activity);
+
+        public void OnNodeGone(string nodeId) => manager.OnNodeGone(nodeId);
+    }
+
+    private sealed record ProxiedInvocation(string Origin, string ConnectionId);
+
+    private sealed class ResultBinder(Type resultType) : IInvocationBinder
+    {
+        public Type GetReturnType(string invocationId) => resultType;
+
+        public IReadOnlyList<Type> GetParameterTypes(string methodName) => throw new InvalidDataException("A result cannot carry an invocation.");
+
+        public Type GetStreamItemType(string streamId) => throw new InvalidDataException("A result cannot carry a stream item.");
+    }
 }

@@ -2,25 +2,27 @@ using StackExchange.Redis;
 
 namespace SignalR.RedisStreams;
 
-/// <summary>Options of the Redis Streams SignalR backplane.</summary>
+/// <summary>Options of the Redis Streams SignalR backplane. Validated at start-up: an invalid value fails the host's
+/// start with a message that names the option.</summary>
 public sealed class RedisStreamsOptions
 {
-    /// <summary>Redis connection settings. When null (and no <see cref="ConnectionFactory"/> is set), the
+    /// <summary>Redis connection settings. When null and no <see cref="ConnectionFactory"/> is set, the
     /// <see cref="IConnectionMultiplexer"/> registered in DI is used (what Aspire's <c>AddRedisClient</c> registers),
-    /// else <c>localhost:6379</c>.</summary>
+    /// else <c>localhost:6379</c>. Default null.</summary>
     public ConfigurationOptions? Configuration { get; set; }
 
-    /// <summary>Creates the Redis connection; overrides <see cref="Configuration"/>. The writer passed in receives
-    /// the multiplexer's own log.</summary>
+    /// <summary>Creates a Redis connection; takes precedence over <see cref="Configuration"/>. Called twice per node:
+    /// once for commands, once for the dedicated blocking reader. The writer receives the multiplexer's log. Default null.</summary>
     public Func<TextWriter, Task<IConnectionMultiplexer>>? ConnectionFactory { get; set; }
 
-    /// <summary>The one stream all hubs share. Default <c>"signalr"</c>.</summary>
+    /// <summary>The one stream all hubs share; each entry names its hub. Give each app its own. Default <c>"signalr"</c>.</summary>
     public string StreamName { get; set; } = "signalr";
 
-    /// <summary>Prefix of every key this backplane touches, so that several apps can share a Redis. Default empty.</summary>
+    /// <summary>Prefix of every key the backplane uses, so several apps can share one Redis. Default empty.</summary>
     public string KeyPrefix { get; set; } = "";
 
-    /// <summary>Approximate (<c>XADD MAXLEN ~</c>) bound of the stream. Default 10 000.</summary>
+    /// <summary>Approximate bound of the stream (<c>XADD MAXLEN ~</c>). A node that falls further behind than this
+    /// detects and reports the gap. Default 10 000.</summary>
     public int MaxLength { get; set; } = 10_000;
 
     /// <summary>Entries read per XREAD. Default 100.</summary>
@@ -29,6 +31,31 @@ public sealed class RedisStreamsOptions
     /// <summary>How often a node announces itself. Default 5 s.</summary>
     public TimeSpan HeartbeatInterval { get; set; } = TimeSpan.FromSeconds(5);
 
-    /// <summary>Silence after which a node counts as gone. Default 10 s; must exceed <see cref="HeartbeatInterval"/>.</summary>
+    /// <summary>Silence after which a node counts as gone: its pending client results fail and its connections are
+    /// forgotten. Must be longer than <see cref="HeartbeatInterval"/>. Default 10 s.</summary>
     public TimeSpan HeartbeatTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>How long adding/removing a connection held by another node to/from a group waits for that node's
+    /// acknowledgement before throwing <see cref="TimeoutException"/>. Default 10 s.</summary>
+    public TimeSpan AckTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Most packets waiting to be published (the outbox) while Redis is unreachable; a send into a full outbox
+    /// waits for room (back-pressure). Default 10 000.</summary>
+    public int OutboxCapacity { get; set; } = 10_000;
+
+    /// <summary>How long a send may wait in the outbox (Redis unreachable, or the outbox full) before it fails with
+    /// <see cref="RedisStreamsPublishException"/>; such a packet is never published. A packet already handed to Redis
+    /// is retried until Redis answers. Default 30 s.</summary>
+    public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long a node keeps what it published, to publish it again when Redis is found restarted without its
+    /// data (receivers drop what they already had). Default 30 s.</summary>
+    public TimeSpan ReplayWindow { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>How long one blocking XREAD waits for new entries before it is issued again. Must be shorter than the
+    /// reader connection's timeout. Default 1 s.</summary>
+    public TimeSpan ReadBlockTime { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>Read lag (age of the entry being processed) above which the health check reports Degraded. Default 5 s.</summary>
+    public TimeSpan HealthyReadLag { get; set; } = TimeSpan.FromSeconds(5);
 }

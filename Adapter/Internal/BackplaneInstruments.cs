@@ -1,0 +1,49 @@
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+
+namespace SignalR.RedisStreams.Internal;
+
+/// <summary>The ActivitySource (one per process) and the Meter's instruments (one set per node, from the host's
+/// <see cref="IMeterFactory"/>, each measurement tagged with the node id).</summary>
+internal sealed class BackplaneInstruments
+{
+    public static readonly ActivitySource Source = new(RedisStreamsTelemetry.ActivitySourceName);
+
+    public BackplaneInstruments(IMeterFactory meterFactory, string nodeId, Func<int> outboxDepth, Func<int> liveNodes, Func<long> entriesBehind)
+    {
+        Meter = meterFactory.Create(new MeterOptions(RedisStreamsTelemetry.MeterName)
+        {
+            Tags = [new KeyValuePair<string, object?>("signalr.redis_streams.node", nodeId)],
+        });
+        Published = Meter.CreateCounter<long>("signalr.redis_streams.published", "{entry}", "Entries appended to the stream by this node.");
+        Received = Meter.CreateCounter<long>("signalr.redis_streams.received", "{entry}", "Entries read from the stream by this node.");
+        Dispatched = Meter.CreateCounter<long>("signalr.redis_streams.dispatched", "{message}", "Messages written to local connections.");
+        Duplicates = Meter.CreateCounter<long>("signalr.redis_streams.duplicates_dropped", "{entry}", "Entries dropped because they were already processed (same sender and sequence).");
+        Gaps = Meter.CreateCounter<long>("signalr.redis_streams.gap_entries", "{entry}", "Entries known to be missing (sequence gaps: trimming, or Redis lost data).");
+        Malformed = Meter.CreateCounter<long>("signalr.redis_streams.malformed", "{entry}", "Entries skipped as malformed or of an unknown version.");
+        PublishRetries = Meter.CreateCounter<long>("signalr.redis_streams.publish_retries", "{attempt}", "Publish attempts that failed and were retried.");
+        PublishFailures = Meter.CreateCounter<long>("signalr.redis_streams.publish_failures", "{entry}", "Sends that failed (outbox timeout or shutdown) and were not published.");
+        ReadErrors = Meter.CreateCounter<long>("signalr.redis_streams.read_errors", "{error}", "Failed XREADs (retried).");
+        Restarts = Meter.CreateCounter<long>("signalr.redis_streams.redis_restarts_detected", "{restart}", "Times Redis was found restarted without its data.");
+        PublishDuration = Meter.CreateHistogram<double>("signalr.redis_streams.publish.duration", "ms", "From send to the entry being in the stream, including outbox waiting.");
+        ReadLag = Meter.CreateHistogram<double>("signalr.redis_streams.read_lag", "ms", "Age of an entry (its stream id's time) when this node processed it.");
+        Meter.CreateObservableGauge("signalr.redis_streams.outbox.depth", outboxDepth, "{entry}", "Sends waiting to be published.");
+        Meter.CreateObservableGauge("signalr.redis_streams.nodes.live", liveNodes, "{node}", "Nodes heard from within the heartbeat timeout, this one included.");
+        Meter.CreateObservableGauge("signalr.redis_streams.read_lag.entries", entriesBehind, "{entry}", "Entries in the stream this node has not read yet (sampled at each heartbeat).");
+    }
+
+    public Meter Meter { get; }
+
+    public Counter<long> Published { get; }
+    public Counter<long> Received { get; }
+    public Counter<long> Dispatched { get; }
+    public Counter<long> Duplicates { get; }
+    public Counter<long> Gaps { get; }
+    public Counter<long> Malformed { get; }
+    public Counter<long> PublishRetries { get; }
+    public Counter<long> PublishFailures { get; }
+    public Counter<long> ReadErrors { get; }
+    public Counter<long> Restarts { get; }
+    public Histogram<double> PublishDuration { get; }
+    public Histogram<double> ReadLag { get; }
+}

@@ -1,0 +1,35 @@
+using System.Diagnostics;
+using StackExchange.Redis;
+
+namespace SignalR.RedisStreams.Internal;
+
+/// <summary>A packet waiting to be appended to the stream. Its sequence number is given when the publisher takes it,
+/// so a packet that times out in the outbox leaves no hole in its sender's sequence.</summary>
+internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
+{
+    private const int Waiting = 0;
+    private const int Taken = 1;
+    private const int Abandoned = 2;
+
+    private int _state;
+    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    public StreamEntry Entry { get; } = entry;
+    public Activity? Activity { get; } = activity;
+    public long EnqueuedAt { get; } = Stopwatch.GetTimestamp();
+    public NameValueEntry[]? Fields { get; set; }
+    public Task Completion => _completion.Task;
+
+    /// <summary>The publisher takes the item; false when its sender already gave up on it.</summary>
+    public bool TryTake() => Interlocked.CompareExchange(ref _state, Taken, Waiting) == Waiting;
+
+    /// <summary>The sender gives up; false when the publisher already took it (it will be published).</summary>
+    public bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Waiting) == Waiting;
+
+    public void Complete() => _completion.TrySetResult();
+
+    public void Fail(Exception exception) => _completion.TrySetException(exception);
+}
+
+/// <summary>What the publisher keeps of an entry it appended, to append it again if Redis loses it.</summary>
+internal readonly record struct PublishedEntry(long Sequence, NameValueEntry[] Fields, long PublishedAt, ActivityContext Context);
