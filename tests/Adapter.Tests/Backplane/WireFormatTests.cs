@@ -1,0 +1,140 @@
+using Microsoft.AspNetCore.SignalR;
+using SignalR.RedisStreams.Internal;
+using NameValueEntry = StackExchange.Redis.NameValueEntry;
+using StreamEntry = SignalR.RedisStreams.Internal.StreamEntry;
+
+namespace SignalR.RedisStreams.Tests.Backplane;
+
+/// <summary>Golden bytes of the wire format (see <see cref="StreamEntryFormat"/>): a change here breaks mixed-version
+/// clusters, so the expected bytes are written out by hand from the documented layout.</summary>
+public sealed class WireFormatTests
+{
+    private static readonly SerializedMessage[] JsonEmptyObject = [new("json", "{}"u8.ToArray())];
+
+    public static TheoryData<string, string> GoldenPayloads() => new()
+    {
+        // strs excluded ["a"], msgs [json: {}]
+        { "All", "01 01 61 01 04 6a 73 6f 6e 02 7b 7d" },
+        // strs ["c1", "c2"], msgs []
+        { "Connections", "02 02 63 31 02 63 32 00" },
+        // strs groups ["g1", "g2"], strs excluded [], msgs []
+        { "Groups", "02 02 67 31 02 67 32 00 00" },
+        // strs users ["ü"] (UTF-8 c3 bc), msgs [json: {}]
+        { "Users", "01 02 c3 bc 01 04 6a 73 6f 6e 02 7b 7d" },
+        // target "n2", connection "c", group "g", add, ack 300 (varint ac 02)
+        { "GroupCommand", "02 6e 32 01 63 01 67 01 ac 02" },
+        // target "n", ack 1
+        { "Ack", "01 6e 01" },
+        // target "n", connection "c", invocation "i", msgs [json: {}]
+        { "Invoke", "01 6e 01 63 01 69 01 04 6a 73 6f 6e 02 7b 7d" },
+        // target "n", invocation "i", completed, protocol "json", bytes [01]
+        { "Result", "01 6e 01 69 00 04 6a 73 6f 6e 01 01" },
+        { "Heartbeat", "" },
+        { "Goodbye", "" },
+    };
+
+    [Theory]
+    [MemberData(nameof(GoldenPayloads))]
+    public void Each_kind_encodes_to_its_documented_bytes_and_back(string kind, string payloadHex)
+    {
+        var entry = Sample(Enum.Parse<EntryKind>(kind));
+
+        var fields = StreamEntryFormat.Encode(entry);
+
+        Assert.Equal(["v", "n", "s", "k", "h", "t", "p"], fields.Select(f => (string)f.Name!));
+        Assert.Equal("1", (string?)fields[0].Value);
+        Assert.Equal("node-a", (string?)fields[1].Value);
+        Assert.Equal("42", (string?)fields[2].Value);
+        Assert.Equal(((int)entry.Kind).ToString(System.Globalization.CultureInfo.InvariantCulture), (string?)fields[3].Value);
+        Assert.Equal("Chat.Hub", (string?)fields[4].Value);
+        Assert.Equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", (string?)fields[5].Value);
+        Assert.Equal(payloadHex, ToHex((byte[])fields[6].Value!));
+
+        var decoded = StreamEntryFormat.Decode(fields);
+        Assert.Equal(entry.Kind, decoded.Kind);
+        Assert.Equal(entry.Node, decoded.Node);
+        Assert.Equal(entry.Sequence, decoded.Sequence);
+        Assert.Equal(entry.Hub, decoded.Hub);
+        Assert.Equal(entry.TraceParent, decoded.TraceParent);
+        Assert.Equal(entry.Targets, decoded.Targets);
+        Assert.Equal(entry.Excluded, decoded.Excluded);
+        Assert.Equal(entry.TargetNode, decoded.TargetNode);
+        Assert.Equal(entry.ConnectionId, decoded.ConnectionId);
+        Assert.Equal(entry.Group, decoded.Group);
+        Assert.Equal(entry.Action, decoded.Action);
+        Assert.Equal(entry.AckId, decoded.AckId);
+        Assert.Equal(entry.InvocationId, decoded.InvocationId);
+        Assert.Equal(entry.Status, decoded.Status);
+        Assert.Equal(entry.Protocol, decoded.Protocol);
+        Assert.Equal(entry.Payload.ToArray(), decoded.Payload.ToArray());
+        Assert.Equal(entry.Messages.Select(m => (m.ProtocolName, m.Serialized.ToArray())),
+            decoded.Messages.Select(m => (m.ProtocolName, m.Serialized.ToArray())));
+    }
+
+    [Fact]
+    public void Fields_appended_by_a_later_revision_are_ignored()
+    {
+        var fields = StreamEntryFormat.Encode(Sample(EntryKind.Ack)).Append(new NameValueEntry("x", "future")).ToArray();
+
+        var decoded = StreamEntryFormat.Decode(fields);
+
+        Assert.Equal(1, decoded.AckId);
+    }
+
+    public static TheoryData<string, string[]> Garbage() => new()
+    {
+        { "no version field", ["foo", "bar"] },
+        { "unknown version", ["v", "2", "n", "x", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
+        { "no node", ["v", "1", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
+        { "sequence not a number", ["v", "1", "n", "x", "s", "-1", "k", "1", "h", "H", "t", "", "p", ""] },
+        { "unknown kind", ["v", "1", "n", "x", "s", "1", "k", "99", "h", "H", "t", "", "p", ""] },
+        { "no payload", ["v", "1", "n", "x", "s", "1", "k", "1", "h", "H", "t", ""] },
+        { "empty payload for All", ["v", "1", "n", "x", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Garbage))]
+    public void Garbage_is_rejected_as_invalid_data(string what, string[] flat)
+    {
+        var fields = Enumerable.Range(0, flat.Length / 2).Select(i => new NameValueEntry(flat[2 * i], flat[2 * i + 1])).ToArray();
+
+        var ex = Assert.Throws<InvalidDataException>(() => StreamEntryFormat.Decode(fields));
+        Assert.False(string.IsNullOrWhiteSpace(ex.Message), what);
+    }
+
+    [Theory]
+    [InlineData("05", "a count larger than the payload")]
+    [InlineData("01 7f 61", "a length past the end")]
+    [InlineData("01 02 ff fe 00", "invalid UTF-8")]
+    [InlineData("ff ff ff ff ff ff ff ff ff ff ff", "an overlong varint")]
+    public void Corrupt_payloads_are_rejected_as_invalid_data(string payloadHex, string what)
+    {
+        NameValueEntry[] fields =
+        [
+            new("v", "1"), new("n", "x"), new("s", "1"), new("k", "1"), new("h", "H"), new("t", ""),
+            new("p", Convert.FromHexString(payloadHex.Replace(" ", "", StringComparison.Ordinal))),
+        ];
+
+        var ex = Assert.Throws<InvalidDataException>(() => StreamEntryFormat.Decode(fields));
+        Assert.False(string.IsNullOrWhiteSpace(ex.Message), what);
+    }
+
+    private static StreamEntry Sample(EntryKind kind)
+    {
+        var common = (Node: "node-a", Hub: "Chat.Hub", Trace: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
+        return kind switch
+        {
+            EntryKind.All => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, Excluded = ["a"], Messages = JsonEmptyObject },
+            EntryKind.Connections => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, Targets = ["c1", "c2"] },
+            EntryKind.Groups => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, Targets = ["g1", "g2"] },
+            EntryKind.Users => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, Targets = ["ü"], Messages = JsonEmptyObject },
+            EntryKind.GroupCommand => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, TargetNode = "n2", ConnectionId = "c", Group = "g", Action = GroupAction.Add, AckId = 300 },
+            EntryKind.Ack => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, TargetNode = "n", AckId = 1 },
+            EntryKind.Invoke => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, TargetNode = "n", ConnectionId = "c", InvocationId = "i", Messages = JsonEmptyObject },
+            EntryKind.Result => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace, TargetNode = "n", InvocationId = "i", Status = ResultStatus.Completed, Protocol = "json", Payload = new byte[] { 1 } },
+            _ => new StreamEntry { Kind = kind, Node = common.Node, Sequence = 42, Hub = common.Hub, TraceParent = common.Trace },
+        };
+    }
+
+    private static string ToHex(byte[] bytes) => string.Join(' ', bytes.Select(b => b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+}
