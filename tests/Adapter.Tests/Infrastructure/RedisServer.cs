@@ -1,0 +1,410 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using System.Text;
+using StackExchange.Redis;
+
+namespace SignalR.RedisStreams.Tests.Infrastructure;
+
+/// <summary>
+/// A private <c>redis-server</c> process on a free loopback port, with no persistence, for one test class.
+/// Besides start and stop it offers the faults later tests need: kill (SIGKILL), stop and restart on the same port,
+/// pause and resume (SIGSTOP / SIGCONT), and raw commands through an admin connection.
+/// </summary>
+public sealed class RedisServer : IAsyncDisposable
+{
+    private const string RedisServerPath = "/usr/bin/redis-server";
+    private const int StartAttempts = 5;
+    private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
+    private static readonly TimeSpan ExitTimeout = TimeSpan.FromSeconds(10);
+
+    private readonly DirectoryInfo _dataDirectory;
+    private readonly StringBuilder _log = new();
+    private readonly Lock _gate = new();
+    private Process? _process;
+    private ConnectionMultiplexer? _admin;
+    private bool _paused;
+
+    /// <summary>True when the server keeps its data across <see cref="RestartAsync"/> (AOF, fsync always).</summary>
+    public bool Persistent { get; private init; }
+
+    private RedisServer(DirectoryInfo dataDirectory, int port)
+    {
+        _dataDirectory = dataDirectory;
+        Port = port;
+    }
+
+    /// <summary>The TCP port the server listens on (stays the same across <see cref="RestartAsync"/>).</summary>
+    public int Port { get; }
+
+    /// <summary>The process id of the current <c>redis-server</c> process.</summary>
+    public int Pid => _process?.Id ?? throw new InvalidOperationException("redis-server is not running.");
+
+    /// <summary>True while the current process has not exited.</summary>
+    public bool IsRunning => _process is { HasExited: false };
+
+    /// <summary>A StackExchange.Redis connection string for this server (<c>abortConnect=false</c>, so clients ride out restarts).</summary>
+    public string ConnectionString => $"127.0.0.1:{Port.ToString(CultureInfo.InvariantCulture)},abortConnect=false";
+
+    /// <summary>What redis-server printed so far (for failure messages).</summary>
+    public string Log
+    {
+        get
+        {
+            lock (_gate)
+            {
+                return _log.ToString();
+            }
+        }
+    }
+
+    /// <summary>Starts a server on a free port, retrying with another port if one fails, and waits until it answers PING.</summary>
+    public static async Task<RedisServer> StartAsync() => await StartAsync(persistent: false);
+
+    /// <summary>Starts a server; with <paramref name="persistent"/> it writes every command to an append-only file
+    /// (<c>appendfsync always</c>), so <see cref="RestartAsync"/> brings the data back; without, a restart is empty.</summary>
+    public static async Task<RedisServer> StartAsync(bool persistent)
+    {
+        var dataDirectory = Directory.CreateTempSubdirectory("adapter-tests-redis-");
+        Exception? last = null;
+        for (var attempt = 0; attempt < StartAttempts; attempt++)
+        {
+            var server = new RedisServer(dataDirectory, FreeLoopbackPort()) { Persistent = persistent };
+            try
+            {
+                await server.StartProcessAsync();
+                return server;
+            }
+            catch (Exception ex) when (ex is IOException or TimeoutException)
+            {
+                last = ex;
+                server.KillProcess();
+            }
+        }
+
+        dataDirectory.Delete(recursive: true);
+        throw new InvalidOperationException($"redis-server did not start after {StartAttempts} attempts.", last);
+    }
+
+    /// <summary>Kills the server with SIGKILL (no goodbye, nothing saved) and waits for the process to be gone.</summary>
+    public async Task KillAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException("redis-server was never started.");
+        if (_paused)
+        {
+            Resume();
+        }
+
+        if (!process.HasExited)
+        {
+            process.Kill();
+        }
+
+        await WaitForExitAsync(process);
+    }
+
+    /// <summary>Stops the server cleanly (<c>SHUTDOWN NOSAVE</c>), falling back to SIGKILL if it does not exit in time.</summary>
+    public async Task StopAsync()
+    {
+        var process = _process ?? throw new InvalidOperationException("redis-server was never started.");
+        if (process.HasExited)
+        {
+            return;
+        }
+
+        if (_paused)
+        {
+            Resume();
+        }
+
+        try
+        {
+            await SendRawCommandAsync("SHUTDOWN", "NOSAVE");
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or TimeoutException)
+        {
+            // The connection drops as the server exits; that is the expected outcome of SHUTDOWN.
+        }
+
+        try
+        {
+            await WaitForExitAsync(process);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill();
+            await WaitForExitAsync(process);
+        }
+    }
+
+    /// <summary>Stops the server if it runs and starts it again on the same port: empty, or with its data when
+    /// <see cref="Persistent"/>.</summary>
+    public async Task RestartAsync()
+    {
+        if (IsRunning)
+        {
+            await StopAsync();
+        }
+
+        await StartProcessAsync();
+    }
+
+    /// <summary>Freezes the server with SIGSTOP: connections stay open but nothing is answered.</summary>
+    public void Pause()
+    {
+        SendSignal("STOP");
+        _paused = true;
+    }
+
+    /// <summary>Thaws a server frozen by <see cref="Pause"/> (SIGCONT).</summary>
+    public void Resume()
+    {
+        SendSignal("CONT");
+        _paused = false;
+    }
+
+    /// <summary>Runs one command (e.g. <c>CLIENT KILL TYPE normal</c>, <c>XADD</c>, <c>XLEN</c>) through a separate admin connection.</summary>
+    public async Task<RedisResult> ExecuteAsync(params string[] args)
+    {
+        ArgumentNullException.ThrowIfNull(args);
+        if (args.Length == 0)
+        {
+            throw new ArgumentException("A command is required.", nameof(args));
+        }
+
+        var admin = await GetAdminAsync();
+        return await admin.GetDatabase().ExecuteAsync(args[0], args.Skip(1).Cast<object>().ToArray());
+    }
+
+    /// <inheritdoc />
+    public async ValueTask DisposeAsync()
+    {
+        if (_admin is not null)
+        {
+            await _admin.DisposeAsync();
+            _admin = null;
+        }
+
+        if (_process is not null)
+        {
+            try
+            {
+                if (_paused)
+                {
+                    Resume();
+                }
+
+                if (!_process.HasExited)
+                {
+                    _process.Kill();
+                    await WaitForExitAsync(_process);
+                }
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or TimeoutException)
+            {
+                // Already gone.
+            }
+
+            _process.Dispose();
+            _process = null;
+        }
+
+        try
+        {
+            _dataDirectory.Delete(recursive: true);
+        }
+        catch (IOException)
+        {
+            // A temp directory left behind is harmless.
+        }
+    }
+
+    private async Task<ConnectionMultiplexer> GetAdminAsync()
+    {
+        if (_admin is null)
+        {
+            var options = ConfigurationOptions.Parse(ConnectionString);
+            options.AllowAdmin = true;
+            options.ClientName = "adapter-tests-admin";
+            _admin = await ConnectionMultiplexer.ConnectAsync(options);
+        }
+
+        return _admin;
+    }
+
+    private async Task StartProcessAsync()
+    {
+        _process?.Dispose();
+        var startInfo = new ProcessStartInfo(RedisServerPath)
+        {
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+            UseShellExecute = false,
+        };
+        foreach (var arg in new[]
+        {
+            "--port", Port.ToString(CultureInfo.InvariantCulture),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", Persistent ? "yes" : "no",
+            "--appendfsync", "always",
+            "--dir", _dataDirectory.FullName,
+            "--protected-mode", "no",
+        })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        var process = new Process { StartInfo = startInfo };
+        process.OutputDataReceived += (_, e) => AppendLog(e.Data);
+        process.ErrorDataReceived += (_, e) => AppendLog(e.Data);
+        if (!process.Start())
+        {
+            throw new IOException("redis-server did not start.");
+        }
+
+        process.BeginOutputReadLine();
+        process.BeginErrorReadLine();
+        _process = process;
+        _paused = false;
+
+        var deadline = Stopwatch.StartNew();
+        while (true)
+        {
+            if (process.HasExited)
+            {
+                throw new IOException($"redis-server exited with code {process.ExitCode} on port {Port}: {Log}");
+            }
+
+            try
+            {
+                var reply = await SendRawCommandAsync("PING");
+                if (reply.StartsWith("+PONG", StringComparison.Ordinal))
+                {
+                    return;
+                }
+            }
+            catch (Exception ex) when (ex is IOException or SocketException or TimeoutException)
+            {
+                // Not listening yet.
+            }
+
+            if (deadline.Elapsed > StartTimeout)
+            {
+                throw new TimeoutException($"redis-server on port {Port} did not answer PING within {StartTimeout}: {Log}");
+            }
+
+            // Polling interval while waiting for the PING condition above (bounded by the deadline).
+            await Task.Delay(25);
+        }
+    }
+
+    /// <summary>Sends one RESP command on a fresh socket and returns the first reply line.</summary>
+    private async Task<string> SendRawCommandAsync(params string[] parts)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
+        using var client = new TcpClient();
+        try
+        {
+            await client.ConnectAsync(IPAddress.Loopback, Port, timeout.Token);
+            var request = new StringBuilder();
+            request.Append(CultureInfo.InvariantCulture, $"*{parts.Length}\r\n");
+            foreach (var part in parts)
+            {
+                request.Append(CultureInfo.InvariantCulture, $"${Encoding.UTF8.GetByteCount(part)}\r\n{part}\r\n");
+            }
+
+            var stream = client.GetStream();
+            await stream.WriteAsync(Encoding.UTF8.GetBytes(request.ToString()), timeout.Token);
+            var buffer = new byte[256];
+            var read = await stream.ReadAsync(buffer, timeout.Token);
+            if (read == 0)
+            {
+                throw new IOException("redis-server closed the connection.");
+            }
+
+            return Encoding.UTF8.GetString(buffer, 0, read);
+        }
+        catch (OperationCanceledException ex)
+        {
+            throw new TimeoutException($"redis-server on port {Port} did not answer {parts[0]}.", ex);
+        }
+    }
+
+    private void SendSignal(string signal)
+    {
+        var pid = Pid;
+        using var kill = Process.Start(new ProcessStartInfo("kill")
+        {
+            ArgumentList = { "-" + signal, pid.ToString(CultureInfo.InvariantCulture) },
+            UseShellExecute = false,
+        }) ?? throw new InvalidOperationException("Could not run kill.");
+        if (!kill.WaitForExit(ExitTimeout) || kill.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"kill -{signal} {pid} failed.");
+        }
+    }
+
+    private static async Task WaitForExitAsync(Process process)
+    {
+        using var timeout = new CancellationTokenSource(ExitTimeout);
+        try
+        {
+            await process.WaitForExitAsync(timeout.Token);
+        }
+        catch (OperationCanceledException ex)
+        {
+            throw new TimeoutException($"redis-server (pid {process.Id}) did not exit within {ExitTimeout}.", ex);
+        }
+    }
+
+    private void KillProcess()
+    {
+        try
+        {
+            if (_process is { HasExited: false })
+            {
+                _process.Kill();
+                _process.WaitForExit(ExitTimeout);
+            }
+        }
+        catch (InvalidOperationException)
+        {
+            // Never started or already gone.
+        }
+
+        _process?.Dispose();
+        _process = null;
+    }
+
+    private void AppendLog(string? line)
+    {
+        if (line is null)
+        {
+            return;
+        }
+
+        lock (_gate)
+        {
+            if (_log.Length < 64 * 1024)
+            {
+                _log.AppendLine(line);
+            }
+        }
+    }
+
+    private static int FreeLoopbackPort()
+    {
+        var listener = new TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        try
+        {
+            return ((IPEndPoint)listener.LocalEndpoint).Port;
+        }
+        finally
+        {
+            listener.Stop();
+        }
+    }
+}

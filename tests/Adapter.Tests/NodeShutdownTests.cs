@@ -1,0 +1,93 @@
+using Microsoft.AspNetCore.SignalR;
+using SignalR.RedisStreams.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace SignalR.RedisStreams.Tests;
+
+/// <summary>A node shut down cleanly leaves a working cluster behind: the survivors keep delivering, and whatever
+/// depended on the departed node's connections fails the documented way instead of hanging.</summary>
+public sealed class NodeShutdownTests(RedisServerFixture redis, ITestOutputHelper output) : IClassFixture<RedisServerFixture>
+{
+    private Task<TestCluster> StartClusterAsync(HubProtocolKind protocol) => TestCluster.StartAsync(redis.Server, 3, protocol, output);
+
+    [Theory]
+    [InlineData(HubProtocolKind.Json)]
+    [InlineData(HubProtocolKind.MessagePack)]
+    public async Task A_node_shut_down_cleanly_leaves_the_others_delivering_to_their_clients(HubProtocolKind protocol)
+    {
+        await using var cluster = await StartClusterAsync(protocol);
+        var departing = await cluster.ConnectAsync(0, user: "alice");
+        var b = await cluster.ConnectAsync(1, user: "alice");
+        var c = await cluster.ConnectAsync(2, user: "bob");
+        await cluster.Hub(1).Groups.AddToGroupAsync(b.ConnectionId, "room");
+        await cluster.Hub(1).Groups.AddToGroupAsync(c.ConnectionId, "room");
+        await cluster.Hub(1).Groups.AddToGroupAsync(departing.ConnectionId, "room");
+
+        await cluster.StopNodeAsync(0);
+        await Eventually.WithinAsync(departing.Closed, "the departing node's client to be disconnected");
+
+        await cluster.Hub(1).Clients.All.SendAsync(TestClient.SendMethod, "all");
+        await cluster.Hub(2).Clients.Group("room").SendAsync(TestClient.SendMethod, "room");
+        await cluster.Hub(2).Clients.User("alice").SendAsync(TestClient.SendMethod, "alice");
+        await cluster.Hub(1).Clients.Client(c.ConnectionId).SendAsync(TestClient.SendMethod, "direct");
+        await cluster.Hub(2).Clients.Client(departing.ConnectionId).SendAsync(TestClient.SendMethod, "to the departed");
+
+        await cluster.FlushAsync(b, c);
+        Assert.Equal(["alice", "all", "room"], b.Texts.Order(StringComparer.Ordinal));
+        Assert.Equal(["all", "direct", "room"], c.Texts.Order(StringComparer.Ordinal));
+        Assert.Empty(departing.Texts);
+
+        // Acknowledged group changes and client results between the survivors still work.
+        await Eventually.WithinAsync(cluster.Hub(2).Groups.RemoveFromGroupAsync(b.ConnectionId, "room"), "RemoveFromGroupAsync after the shutdown");
+        Assert.Equal(4, await Eventually.WithinAsync(
+            cluster.Hub(2).Clients.Client(b.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "four", CancellationToken.None),
+            "a client result after the shutdown"));
+    }
+
+    [Theory]
+    [InlineData(HubProtocolKind.Json)]
+    [InlineData(HubProtocolKind.MessagePack)]
+    public async Task Invoke_on_a_connection_whose_node_shuts_down_fails_with_connection_disconnected(HubProtocolKind protocol)
+    {
+        await using var cluster = await StartClusterAsync(protocol);
+        var target = await cluster.ConnectAsync(1);
+        var invoked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
+        target.OnGetNumber = _ =>
+        {
+            invoked.TrySetResult();
+            return release.Task;
+        };
+
+        try
+        {
+            var invoke = cluster.Hub(0).Clients.Client(target.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
+            await Eventually.WithinAsync(invoked.Task, "the client to receive the invocation");
+
+            await cluster.StopNodeAsync(1);
+
+            var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
+            Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
+            Assert.Contains("Connection disconnected.", ex.Message, StringComparison.Ordinal);
+        }
+        finally
+        {
+            release.TrySetResult(0);
+        }
+    }
+
+    [Theory]
+    [InlineData(HubProtocolKind.Json)]
+    [InlineData(HubProtocolKind.MessagePack)]
+    public async Task Connections_of_a_node_shut_down_cleanly_no_longer_exist_for_the_cluster(HubProtocolKind protocol)
+    {
+        await using var cluster = await StartClusterAsync(protocol);
+        var departing = await cluster.ConnectAsync(0);
+        var id = departing.ConnectionId;
+
+        await cluster.StopNodeAsync(0);
+
+        await ClientResults.EventuallyDoesNotExistAsync(cluster.Hub(1), id);
+        await ClientResults.EventuallyDoesNotExistAsync(cluster.Hub(2), id);
+    }
+}
