@@ -56,6 +56,7 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
     private IConnectionMultiplexer? _readerConnection;
     private bool _ownsConnection;
     private string? _knownEpoch;
+    private string? _handledEpoch;
     private long _sequence;
     private long _nextAckId;
     private long _nextInvocationId;
@@ -554,6 +555,11 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
 
     private void OnRedisRestartedEmpty(string oldEpoch, string newEpoch)
     {
+        // The reader and the publisher may both notice the same restart: handle it once.
+        if (Interlocked.Exchange(ref _handledEpoch, newEpoch) == newEpoch)
+        {
+            return;
+        }
         Log.RedisRestartDetected(_logger, oldEpoch, newEpoch, Volatile.Read(ref _recentCount));
         Instruments.Restarts.Add(1);
         _ = RewriteRegistryAsync();

@@ -1,4 +1,3 @@
-using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.Extensions.DependencyInjection;
 using SignalR.RedisStreams.Internal;
@@ -79,29 +78,5 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         await cluster.Hub(2).Clients.All.SendAsync(TestClient.SendMethod, "still here");
         await a.WaitForTextAsync("still here");
         await c.WaitForTextAsync("still here");
-    }
-
-    /// <summary>Sums a counter of the backplane's meter across all nodes in this process while it is alive.</summary>
-    private sealed class CounterTotal : IDisposable
-    {
-        private readonly MeterListener _listener = new();
-        private long _total;
-
-        public CounterTotal(string instrument)
-        {
-            _listener.InstrumentPublished = (i, l) =>
-            {
-                if (i.Meter.Name == RedisStreamsTelemetry.MeterName && i.Name == instrument)
-                {
-                    l.EnableMeasurementEvents(i);
-                }
-            };
-            _listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref _total, value));
-            _listener.Start();
-        }
-
-        public long Total => Interlocked.Read(ref _total);
-
-        public void Dispose() => _listener.Dispose();
     }
 }
