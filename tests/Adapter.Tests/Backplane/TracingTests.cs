@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
+using OpenTelemetry;
+using OpenTelemetry.Trace;
+using SignalR.RedisStreams.Tests.Infrastructure;
+using Xunit.Abstractions;
+
+namespace SignalR.RedisStreams.Tests.Backplane;
+
+/// <summary>One trace per packet: the producer span of the XADD and, on every node, a consumer span parented to it.</summary>
+[Collection(nameof(TracingTests))] // the tracer provider listens process-wide: no other tracing test at the same time
+public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper output) : IClassFixture<RedisServerFixture>
+{
+    [Fact]
+    public async Task A_send_from_one_node_is_one_trace_with_a_publish_and_a_receive_on_every_node()
+    {
+        var spans = new List<Activity>();
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 3, HubProtocolKind.Json, output);
+        await using var far = await cluster.ConnectAsync(2);
+        using var tracing = Sdk.CreateTracerProviderBuilder()
+            .AddRedisStreamsInstrumentation()
+            .AddInMemoryExporter(spans)
+            .Build()!;
+        var stream = cluster.KeyPrefix + cluster.StreamName;
+
+        await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "traced");
+        await far.WaitForTextAsync("traced");
+        tracing.ForceFlush();
+
+        List<Activity> Snapshot()
+        {
+            lock (spans)
+            {
+                return [.. spans];
+            }
+        }
+        bool Mine(Activity s) => (string?)s.GetTagItem("messaging.destination.name") == stream && (string?)s.GetTagItem("signalr.redis_streams.kind") == "All";
+        await Eventually.TrueAsync(() => Snapshot().Count(s => s.Kind == ActivityKind.Consumer && Mine(s)) >= 3, "a consumer span per node");
+
+        var all = Snapshot().Where(Mine).ToList();
+        var producer = Assert.Single(all, s => s.Kind == ActivityKind.Producer);
+        var consumers = all.Where(s => s.Kind == ActivityKind.Consumer).ToList();
+        Assert.Equal(3, consumers.Count);
+        Assert.All(consumers, c =>
+        {
+            Assert.Equal(producer.TraceId, c.TraceId);
+            Assert.Equal(producer.SpanId, c.ParentSpanId);
+            Assert.Equal("redis", c.GetTagItem("messaging.system"));
+            Assert.Equal(stream, c.GetTagItem("messaging.destination.name"));
+            Assert.Equal("process", c.GetTagItem("messaging.operation.type"));
+            Assert.NotNull(c.GetTagItem("messaging.message.id"));
+            Assert.Equal(typeof(TestHub).FullName, c.GetTagItem("signalr.hub"));
+        });
+        Assert.Equal(3, consumers.Select(c => c.GetTagItem("signalr.redis_streams.node")).Distinct().Count());
+        Assert.Equal("send", producer.GetTagItem("messaging.operation.type"));
+        Assert.Equal(consumers[0].GetTagItem("messaging.message.id"), producer.GetTagItem("messaging.message.id"));
+        // Probes on every node plus the far client: every node reached at least one connection.
+        Assert.All(consumers, c => Assert.True((int)c.GetTagItem("signalr.redis_streams.connections_reached")! >= 1));
+    }
+
+    [Fact]
+    public async Task A_hub_method_called_by_a_client_starts_the_trace()
+    {
+        var spans = new List<Activity>();
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output);
+        await using var sender = await cluster.ConnectAsync(0);
+        await using var member = await cluster.ConnectAsync(1);
+        await member.Connection.InvokeAsync(nameof(TestHub.JoinGroup), "traced-room");
+        using var tracing = Sdk.CreateTracerProviderBuilder()
+            .AddSource("Microsoft.AspNetCore.SignalR.Server")
+            .AddRedisStreamsInstrumentation()
+            .AddInMemoryExporter(spans)
+            .Build()!;
+
+        var stream = cluster.KeyPrefix + cluster.StreamName;
+        await sender.Connection.InvokeAsync(nameof(TestHub.SendToGroup), "traced-room", "hello room");
+        await member.WaitForTextAsync("hello room");
+        tracing.ForceFlush();
+
+        List<Activity> Snapshot()
+        {
+            lock (spans)
+            {
+                return [.. spans];
+            }
+        }
+        await Eventually.TrueAsync(() => Snapshot().Any(s => s.Kind == ActivityKind.Consumer && IsGroups(s, stream)
+            && (int)s.GetTagItem("signalr.redis_streams.connections_reached")! == 1), "the member's node received the group packet");
+        var snapshot = Snapshot();
+        var producer = Assert.Single(snapshot, s => s.Kind == ActivityKind.Producer && IsGroups(s, stream));
+        var hubSpan = Assert.Single(snapshot, s => s.SpanId == producer.ParentSpanId);
+        Assert.Equal("Microsoft.AspNetCore.SignalR.Server", hubSpan.Source.Name);
+        Assert.Contains(nameof(TestHub.SendToGroup), hubSpan.DisplayName, StringComparison.Ordinal);
+        Assert.All(snapshot.Where(s => s.Kind == ActivityKind.Consumer && IsGroups(s, stream)),
+            c => Assert.Equal(hubSpan.TraceId, c.TraceId));
+    }
+
+    private static bool IsGroups(Activity span, string stream)
+        => (string?)span.GetTagItem("signalr.redis_streams.kind") == "Groups" && (string?)span.GetTagItem("messaging.destination.name") == stream;
+}
