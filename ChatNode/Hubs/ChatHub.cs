@@ -1,0 +1,60 @@
+using Microsoft.AspNetCore.SignalR;
+
+namespace ChatNode.Hubs;
+
+/// <summary>
+/// The chat hub, mapped at <see cref="Path"/>. Rooms are SignalR groups, users come from the <c>user</c> query string
+/// (<see cref="QueryStringUserIdProvider"/>). Every send goes through the backplane, so it reaches clients on all nodes.
+/// </summary>
+public sealed class ChatHub(ChatNodeIdentity node) : Hub
+{
+    /// <summary>Where the hub is mapped.</summary>
+    public const string Path = "/hubs/chat";
+
+    private string CurrentUser => Context.UserIdentifier ?? "anonymous";
+
+    /// <summary>The name of the node this connection lives on.</summary>
+    public Task<string> GetNode() => Task.FromResult(node.Name);
+
+    /// <summary>Sends <paramref name="text"/> to every connected client.</summary>
+    public Task Send(string text) =>
+        Clients.All.SendAsync(ChatEvents.Message, new ChatMessage(CurrentUser, Require(text, nameof(text)), Room: null, node.Name));
+
+    /// <summary>Adds the caller to <paramref name="room"/>.</summary>
+    public Task JoinRoom(string room) => Groups.AddToGroupAsync(Context.ConnectionId, Require(room, nameof(room)));
+
+    /// <summary>Removes the caller from <paramref name="room"/>.</summary>
+    public Task LeaveRoom(string room) => Groups.RemoveFromGroupAsync(Context.ConnectionId, Require(room, nameof(room)));
+
+    /// <summary>Sends <paramref name="text"/> to the members of <paramref name="room"/>.</summary>
+    public Task SendToRoom(string room, string text)
+    {
+        Require(room, nameof(room));
+        return Clients.Group(room).SendAsync(ChatEvents.Message, new ChatMessage(CurrentUser, Require(text, nameof(text)), room, node.Name));
+    }
+
+    /// <summary>Sends <paramref name="text"/> to every connection of <paramref name="user"/> (no copy to the caller).</summary>
+    public Task SendToUser(string user, string text) =>
+        Clients.User(Require(user, nameof(user))).SendAsync(ChatEvents.Message, new ChatMessage(CurrentUser, Require(text, nameof(text)), Room: null, node.Name));
+
+    /// <summary>Tells the other members of <paramref name="room"/> that the caller is typing.</summary>
+    public Task Typing(string room) => Clients.OthersInGroup(Require(room, nameof(room))).SendAsync(ChatEvents.Typing, CurrentUser, room);
+
+    /// <summary>
+    /// Asks the client <paramref name="connectionId"/> (on any node) for its status: a client result across nodes.
+    /// Asking oneself is refused: with one invocation at a time per client it could never be answered.
+    /// </summary>
+    public async Task<string> AskStatus(string connectionId)
+    {
+        Require(connectionId, nameof(connectionId));
+        if (connectionId == Context.ConnectionId)
+        {
+            throw new HubException("Ask another connection: a client cannot answer its own status request while it waits for it.");
+        }
+
+        return await Clients.Client(connectionId).InvokeAsync<string>(ChatEvents.Status, Context.ConnectionAborted);
+    }
+
+    private static string Require(string? value, string name) =>
+        string.IsNullOrWhiteSpace(value) ? throw new HubException($"'{name}' must not be empty.") : value;
+}

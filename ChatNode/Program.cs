@@ -1,0 +1,33 @@
+using ChatNode;
+using ChatNode.Hubs;
+using Microsoft.AspNetCore.SignalR;
+
+var builder = WebApplication.CreateBuilder(args);
+
+builder.AddServiceDefaults();
+builder.AddRedisClient("redis");
+
+builder.Services.AddSingleton(ChatNodeIdentity.FromEnvironment());
+builder.Services.AddSingleton<IUserIdProvider, QueryStringUserIdProvider>();
+builder.Services.AddSignalR()
+    .AddMessagePackProtocol()
+    .AddRedisStreams(); // the backplane (Adapter/), on the IConnectionMultiplexer that AddRedisClient registered
+
+var app = builder.Build();
+var node = app.Services.GetRequiredService<ChatNodeIdentity>();
+
+// Every response says which node served it (the balancer's affinity is visible in the browser's dev tools and in tests).
+app.Use((context, next) =>
+{
+    context.Response.Headers["X-Chat-Node"] = node.Name;
+    return next(context);
+});
+
+app.UseDefaultFiles();
+app.UseStaticFiles();
+
+app.MapGet("/whoami", () => new WhoAmI(node.Name));
+app.MapHub<ChatHub>(ChatHub.Path);
+app.MapDefaultEndpoints();
+
+await app.RunAsync();

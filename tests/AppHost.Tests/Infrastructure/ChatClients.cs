@@ -1,0 +1,114 @@
+using System.Net;
+using System.Net.Http.Json;
+using Microsoft.AspNetCore.Http.Connections;
+using Microsoft.AspNetCore.SignalR.Client;
+
+namespace AppHost.Tests.Infrastructure;
+
+/// <summary>
+/// Clients of the chat app through the balancer, the way a browser talks to it: HTTP with or without the affinity
+/// cookie, and hub connections (WebSockets only) whose negotiate and socket carry the same cookie, so both reach the
+/// same node.
+/// </summary>
+public static class ChatClients
+{
+    /// <summary>Path of the chat hub on every node (and through the balancer).</summary>
+    public const string HubPath = "/hubs/chat";
+
+    /// <summary>Response header naming the node that answered.</summary>
+    public const string NodeHeader = "X-Chat-Node";
+
+    /// <summary>The balancer's session-affinity cookie.</summary>
+    public const string AffinityCookieName = ".ChatNode.Affinity";
+
+    /// <summary>An HttpClient on <paramref name="balancerUrl"/>; with <paramref name="cookies"/> null it sends no cookie at all.</summary>
+    public static HttpClient CreateHttpClient(Uri balancerUrl, CookieContainer? cookies)
+    {
+        var handler = cookies is null
+            ? new SocketsHttpHandler { UseCookies = false }
+            : new SocketsHttpHandler { UseCookies = true, CookieContainer = cookies };
+        return new HttpClient(handler) { BaseAddress = balancerUrl, Timeout = TimeSpan.FromSeconds(30) };
+    }
+
+    /// <summary><c>GET /whoami</c>: the node that answered (checked against the <see cref="NodeHeader"/> header).</summary>
+    public static async Task<string> WhoAmIAsync(HttpClient client, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(client);
+        using var response = await client.GetAsync(new Uri("/whoami", UriKind.Relative), cancellationToken);
+        response.EnsureSuccessStatusCode();
+        var body = await response.Content.ReadFromJsonAsync<WhoAmIResponse>(cancellationToken)
+            ?? throw new InvalidOperationException("/whoami returned no body.");
+        var header = response.Headers.TryGetValues(NodeHeader, out var values) ? values.Single() : null;
+        if (header != body.Node)
+        {
+            throw new InvalidOperationException($"/whoami says '{body.Node}' but the {NodeHeader} header says '{header}'.");
+        }
+
+        return body.Node;
+    }
+
+    /// <summary>
+    /// A cookie container whose affinity cookie pins requests to <paramref name="node"/>: asks <c>/whoami</c> with fresh
+    /// containers until the balancer's round robin lands on that node.
+    /// </summary>
+    public static async Task<CookieContainer> PinToNodeAsync(Uri balancerUrl, string node, int maxAttempts = 50, CancellationToken cancellationToken = default)
+    {
+        for (var attempt = 0; attempt < maxAttempts; attempt++)
+        {
+            var cookies = new CookieContainer();
+            using var client = CreateHttpClient(balancerUrl, cookies);
+            if (await WhoAmIAsync(client, cancellationToken) == node)
+            {
+                if (cookies.GetCookies(balancerUrl)[AffinityCookieName] is null)
+                {
+                    throw new InvalidOperationException($"The balancer set no {AffinityCookieName} cookie.");
+                }
+
+                return cookies;
+            }
+        }
+
+        throw new InvalidOperationException($"The balancer never routed to {node} in {maxAttempts} fresh requests.");
+    }
+
+    /// <summary>
+    /// A started hub connection through the balancer, WebSockets only, carrying <paramref name="cookies"/> on the
+    /// negotiate request and on the socket. The caller disposes it.
+    /// </summary>
+    public static async Task<HubConnection> ConnectAsync(Uri balancerUrl, CookieContainer cookies, string user, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(balancerUrl);
+        var url = new Uri(balancerUrl, HubPath + "?user=" + Uri.EscapeDataString(user));
+        var connection = new HubConnectionBuilder()
+            .WithUrl(url, HttpTransportType.WebSockets, options => options.Cookies = cookies)
+            .Build();
+        try
+        {
+            await connection.StartAsync(cancellationToken);
+        }
+        catch
+        {
+            await connection.DisposeAsync();
+            throw;
+        }
+
+        return connection;
+    }
+
+    /// <summary>A started hub connection for <paramref name="user"/> that lives on <paramref name="node"/>.</summary>
+    public static async Task<HubConnection> ConnectToNodeAsync(Uri balancerUrl, string node, string user, CancellationToken cancellationToken = default)
+    {
+        var cookies = await PinToNodeAsync(balancerUrl, node, cancellationToken: cancellationToken);
+        var connection = await ConnectAsync(balancerUrl, cookies, user, cancellationToken);
+        var actual = await connection.InvokeAsync<string>("GetNode", cancellationToken);
+        if (actual != node)
+        {
+            await connection.DisposeAsync();
+            throw new InvalidOperationException($"Pinned to {node}, but the hub connection landed on {actual}.");
+        }
+
+        return connection;
+    }
+
+    private sealed record WhoAmIResponse(string Node);
+}
