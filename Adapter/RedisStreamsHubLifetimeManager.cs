@@ -343,17 +343,20 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     {
         try
         {
-            await PublishAsync(new StreamEntry
-            {
-                Kind = EntryKind.Result, Node = _node.NodeId, Hub = HubName, TargetNode = origin,
-                InvocationId = invocationId, Status = status, Protocol = protocol, Payload = payload,
-            }, CancellationToken.None);
+            await PublishAsync(ResultEntry(origin, invocationId, status, protocol, payload), CancellationToken.None);
         }
         catch (RedisStreamsPublishException ex)
         {
             Log.DispatchFailed(_logger, ex, invocationId, EntryKind.Result);
         }
     }
+
+    private StreamEntry ResultEntry(string origin, string invocationId, ResultStatus status, string protocol, ReadOnlyMemory<byte> payload)
+        => new()
+        {
+            Kind = EntryKind.Result, Node = _node.NodeId, Hub = HubName, TargetNode = origin,
+            InvocationId = invocationId, Status = status, Protocol = protocol, Payload = payload,
+        };
 
     // ---------------------------------------------------------------- receiving
 
@@ -374,10 +377,10 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
                 {
                     ApplyGroupChange(member, entry.Group, entry.Action);
                 }
-                await PublishAsync(new StreamEntry
+                _node.PublishInBackground(new StreamEntry
                 {
                     Kind = EntryKind.Ack, Node = _node.NodeId, Hub = HubName, TargetNode = entry.Node, AckId = entry.AckId,
-                }, CancellationToken.None);
+                });
                 return 0;
             case EntryKind.Invoke:
                 if (_connections.TryGetValue(entry.ConnectionId, out var target))
@@ -386,7 +389,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
                     await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
                     return 1;
                 }
-                await TryPublishResultAsync(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default);
+                _node.PublishInBackground(ResultEntry(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default));
                 return 0;
             case EntryKind.Result:
                 if (_invocations.TryRemove(entry.InvocationId, out var pending))

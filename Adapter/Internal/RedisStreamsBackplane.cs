@@ -420,8 +420,9 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
                     attempt = 0;
                 }
             }
-            catch (Exception ex) when (IsRetryable(ex) && !_stopping.IsCancellationRequested)
+            catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {
+                // Redis unreachable, timed out, or answered an error: the entries stay in order and are retried.
                 attempt++;
                 var delay = Backoff(attempt);
                 Log.PublishFailed(_logger, ex, batch.Count - next, attempt, (int)delay.TotalMilliseconds);
@@ -568,6 +569,22 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
         _ = PublishMarkerAsync();
     }
 
+    /// <summary>Publishes without making the caller (the reader, typically) wait for Redis; the entry still takes its
+    /// place in the ordered outbox at once.</summary>
+    public void PublishInBackground(StreamEntry entry) => _ = PublishLoggedAsync(entry);
+
+    private async Task PublishLoggedAsync(StreamEntry entry)
+    {
+        try
+        {
+            await PublishAsync(entry, CancellationToken.None);
+        }
+        catch (RedisStreamsPublishException ex)
+        {
+            Log.DispatchFailed(_logger, ex, entry.InvocationId, entry.Kind);
+        }
+    }
+
     private async Task PublishMarkerAsync()
     {
         try
@@ -630,8 +647,9 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
                     await ProcessReadResultAsync(result);
                 }
             }
-            catch (Exception ex) when (!_stopping.IsCancellationRequested && (IsRetryable(ex) || ex is InvalidCastException))
+            catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {
+                // Whatever failed (Redis, or a reply of an unexpected shape), the loop keeps its cursor and goes on.
                 attempt++;
                 Instruments.ReadErrors.Add(1);
                 var delay = Backoff(attempt);

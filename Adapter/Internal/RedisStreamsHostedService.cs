@@ -6,11 +6,9 @@ namespace SignalR.RedisStreams.Internal;
 /// cleanly (drain the outbox, say goodbye).</summary>
 internal sealed class RedisStreamsHostedService(RedisStreamsBackplane node) : IHostedService
 {
-    public Task StartAsync(CancellationToken cancellationToken)
-    {
-        _ = node.EnsureStarted();
-        return Task.CompletedTask;
-    }
+    /// <summary>Connects (without waiting for Redis to answer: the loops retry until it does); a failing
+    /// ConnectionFactory fails the host's start.</summary>
+    public Task StartAsync(CancellationToken cancellationToken) => node.EnsureStarted().WaitAsync(cancellationToken);
 
     public Task StopAsync(CancellationToken cancellationToken) => node.StopAsync(cancellationToken);
 }
