@@ -99,7 +99,9 @@ public sealed class TestClient : IAsyncDisposable
     /// <summary>The texts of the "Send" messages received so far, in arrival order.</summary>
     public IReadOnlyList<string> Texts => [.. Messages.Where(m => m.Method == SendMethod).Select(m => m.Text)];
 
-    /// <summary>Connects a client to <paramref name="hubUrl"/> and waits until the connection is up.</summary>
+    /// <summary>Connects a client to <paramref name="hubUrl"/> and waits until the server has registered the connection.
+    /// (SignalR answers the handshake before it calls the lifetime manager's <c>OnConnectedAsync</c>, so a started client
+    /// is not yet known to the server; a hub method's answer is the proof that it is.)</summary>
     public static async Task<TestClient> ConnectAsync(string name, int node, string hubUrl, HubProtocolKind protocol, string? user)
     {
         var url = user is null ? hubUrl : $"{hubUrl}?user={Uri.EscapeDataString(user)}";
@@ -113,6 +115,12 @@ public sealed class TestClient : IAsyncDisposable
         using var timeout = new CancellationTokenSource(Eventually.DefaultTimeout);
         await client._connection.StartAsync(timeout.Token);
         client._connectionId = client._connection.ConnectionId;
+        var echoed = await client._connection.InvokeAsync<string>(nameof(TestHub.Ping), timeout.Token);
+        if (echoed != client._connectionId)
+        {
+            throw new InvalidOperationException($"{name}: the server says its connection id is '{echoed}', the client says '{client._connectionId}'.");
+        }
+
         return client;
     }
 

@@ -6,6 +6,10 @@ namespace SignalR.RedisStreams.Tests.Infrastructure;
 /// these methods let a client act from inside a hub invocation too.</summary>
 public sealed class TestHub : Hub
 {
+    /// <summary>Returns the caller's connection id. A hub method runs only after the lifetime manager's
+    /// <c>OnConnectedAsync</c> finished, so its answer proves the server knows the connection.</summary>
+    public string Ping() => Context.ConnectionId;
+
     /// <summary>Adds the caller to <paramref name="group"/>.</summary>
     public Task JoinGroup(string group) => Groups.AddToGroupAsync(Context.ConnectionId, group);
 

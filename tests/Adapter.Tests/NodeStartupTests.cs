@@ -1,0 +1,101 @@
+using Microsoft.AspNetCore.Http.Connections;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Client;
+using SignalR.RedisStreams.Tests.Infrastructure;
+using StackExchange.Redis;
+using Xunit.Abstractions;
+
+namespace SignalR.RedisStreams.Tests;
+
+/// <summary>A node whose Redis connection is not there yet when the first clients arrive.</summary>
+public sealed class NodeStartupTests(RedisServerFixture redis, ITestOutputHelper output) : IClassFixture<RedisServerFixture>, IAsyncLifetime
+{
+    private readonly List<IConnectionMultiplexer> _multiplexers = [];
+
+    [Fact]
+    public async Task A_client_that_connects_before_the_node_reaches_Redis_is_served_once_it_does()
+    {
+        var id = Guid.NewGuid().ToString("N")[..12];
+        var redisReachable = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var starting = TestNode.StartAsync(0, redis.Server.ConnectionString, o =>
+        {
+            o.StreamName = $"test-{id}";
+            o.KeyPrefix = $"t{id}:";
+            o.HeartbeatInterval = TestCluster.TestHeartbeatInterval;
+            o.HeartbeatTimeout = TestCluster.TestHeartbeatTimeout;
+            o.ReadBlockTime = TestCluster.TestReadBlockTime;
+            // Redis "comes up" only when the test says so.
+            o.ConnectionFactory = async log =>
+            {
+                await redisReachable.Task;
+                var multiplexer = await ConnectionMultiplexer.ConnectAsync(redis.Server.ConnectionString, log);
+                lock (_multiplexers)
+                {
+                    _multiplexers.Add(multiplexer);
+                }
+
+                return multiplexer;
+            };
+        }, output);
+
+        try
+        {
+            await Eventually.TrueAsync(() => starting.IsCompleted, "the node to accept connections before Redis answers", TimeSpan.FromSeconds(3));
+        }
+        catch (TimeoutException)
+        {
+            // The host waits for Redis before it accepts connections: then there is no early client to serve.
+            output.WriteLine("The node does not start before Redis answers; nothing to race.");
+            redisReachable.TrySetResult();
+        }
+
+        var node = await Eventually.WithinAsync(starting, "the node to start");
+        try
+        {
+            await using var connection = new HubConnectionBuilder().WithUrl(node.HubUrl, HttpTransportType.WebSockets).Build();
+            var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+            connection.On<string>(TestClient.SendMethod, text => received.TrySetResult(text));
+            var closed = new TaskCompletionSource<Exception?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            connection.Closed += ex =>
+            {
+                closed.TrySetResult(ex);
+                return Task.CompletedTask;
+            };
+
+            // The handshake is answered before the lifetime manager's OnConnectedAsync runs, i.e. while Redis is still away.
+            await Eventually.WithinAsync(connection.StartAsync(), "the client to connect");
+            var ping = connection.InvokeAsync<string>(nameof(TestHub.Ping));
+            redisReachable.TrySetResult();
+
+            var first = await Task.WhenAny(ping, closed.Task).WaitAsync(Eventually.DefaultTimeout);
+            if (first == closed.Task)
+            {
+                var error = await closed.Task;
+                Assert.Fail($"The server closed the connection that arrived before Redis was reachable: {error?.Message ?? "(no error)"}");
+            }
+
+            var connectionId = await ping;
+            Assert.Equal(connection.ConnectionId, connectionId);
+            await node.HubContext.Groups.AddToGroupAsync(connectionId, "room");
+            await node.HubContext.Clients.Group("room").SendAsync(TestClient.SendMethod, "served");
+            Assert.Equal("served", await Eventually.WithinAsync(received.Task, "a group message"));
+        }
+        finally
+        {
+            redisReachable.TrySetResult();
+            await node.DisposeAsync();
+        }
+    }
+
+    /// <inheritdoc />
+    public Task InitializeAsync() => Task.CompletedTask;
+
+    /// <inheritdoc />
+    public async Task DisposeAsync()
+    {
+        foreach (var multiplexer in _multiplexers)
+        {
+            await multiplexer.DisposeAsync();
+        }
+    }
+}
