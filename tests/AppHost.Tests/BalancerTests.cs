@@ -65,4 +65,19 @@ public sealed class BalancerTests(ChatAppFixture app) : IClassFixture<ChatAppFix
         var message = await Eventually.WithinAsync(received.Task, DeliveryTimeout, "alice on " + app.NodeNames[0] + " to receive bob's message");
         Assert.Equal(new ChatMessageDto("bob", "hello across nodes", null, app.NodeNames[1]), message);
     }
+
+    [Fact]
+    public async Task A_client_result_is_asked_across_nodes()
+    {
+        await using var asker = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, app.NodeNames[0], "carol");
+        await using var answerer = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, app.NodeNames[^1], "dave");
+        using var handler = answerer.On("status", () => Task.FromResult("dave is fine"));
+
+        var status = await Eventually.WithinAsync(
+            asker.InvokeAsync<string>("AskStatus", answerer.ConnectionId),
+            DeliveryTimeout,
+            "dave's status, asked from " + app.NodeNames[0]);
+
+        Assert.Equal("dave is fine", status);
+    }
 }

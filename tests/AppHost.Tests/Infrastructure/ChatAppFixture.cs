@@ -4,7 +4,6 @@ using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Aspire.Hosting.Testing;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Logging;
 
 namespace AppHost.Tests.Infrastructure;
 
@@ -49,9 +48,9 @@ public class ChatAppFixture : IAsyncLifetime
     protected virtual void ConfigureBuilder(IDistributedApplicationTestingBuilder builder)
     {
         ArgumentNullException.ThrowIfNull(builder);
-        builder.Services.AddLogging(logging => logging
-            .SetMinimumLevel(LogLevel.Warning)
-            .AddFilter("Microsoft.Extensions.Diagnostics.HealthChecks", LogLevel.None));
+        // Configuration, not AddLogging: the AppHost's appsettings.json sets Logging:LogLevel:Default, which would win.
+        builder.Configuration["Logging:LogLevel:Default"] = "Warning";
+        builder.Configuration["Logging:LogLevel:Microsoft.Extensions.Diagnostics.HealthChecks"] = "None";
         foreach (var project in builder.Resources.OfType<ProjectResource>().ToList())
         {
             // Exporting to an endpoint nobody listens on only slows shutdown.
