@@ -89,9 +89,14 @@ public sealed class TestCluster : IAsyncDisposable
         TestCluster? cluster = null;
         try
         {
-            for (var i = 0; i < nodeCount; i++)
+            var starting = Enumerable.Range(0, nodeCount).Select(i => TestNode.StartAsync(i, redis.ConnectionString, Configure, output)).ToList();
+            try
             {
-                nodes.Add(await TestNode.StartAsync(i, redis.ConnectionString, Configure, output));
+                await Task.WhenAll(starting);
+            }
+            finally
+            {
+                nodes.AddRange(starting.Where(t => t.IsCompletedSuccessfully).Select(t => t.Result));
             }
 
             cluster = new TestCluster(nodes, protocol, streamName, keyPrefix, output);
