@@ -1,0 +1,190 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Runtime.InteropServices;
+using System.Text;
+using Benchmarks.Infrastructure;
+using Benchmarks.Scenarios;
+
+namespace Benchmarks;
+
+/// <summary>
+/// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|all [--quick]</c>
+/// </summary>
+internal static class Program
+{
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|all [--quick]";
+
+    public static async Task<int> Main(string[] args)
+    {
+        var scenario = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))?.ToLowerInvariant();
+        var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
+        if (scenario is not ("throughput" or "latency" or "outage" or "all"))
+        {
+            Console.Error.WriteLine(Usage);
+            return 2;
+        }
+
+        var gitState = GitState();
+        var loadAtStart = LoadAverage();
+        var logDirectory = Directory.CreateTempSubdirectory("signalr-bench-logs-");
+        using var log = new LogSink(Path.Combine(logDirectory.FullName, scenario + ".log"));
+        Console.WriteLine($"node logs: {log.Path}");
+        var clock = Stopwatch.StartNew();
+        var sections = new List<string>();
+        try
+        {
+            if (scenario is "throughput" or "all")
+            {
+                sections.Add(await ThroughputScenario.RunAsync(quick ? ThroughputSettings.Quick : ThroughputSettings.Default, log));
+            }
+
+            if (scenario is "latency" or "all")
+            {
+                sections.Add(await LatencyScenario.RunAsync(quick ? LatencySettings.Quick : LatencySettings.Default, log));
+            }
+
+            if (scenario is "outage" or "all")
+            {
+                sections.Add(await OutageScenario.RunAsync(quick ? OutageSettings.Quick : OutageSettings.Default, log));
+            }
+        }
+        catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException)
+        {
+            Console.Error.WriteLine($"The {scenario} scenario failed after {clock.Elapsed.TotalSeconds:0} s: {ex}");
+            Console.Error.WriteLine($"Node logs: {log.Path}");
+            return 1;
+        }
+
+        var command = "dotnet run -c Release --project benchmarks/Benchmarks -- " + string.Join(' ', args);
+        var markdown = Header(command, gitState, $"{loadAtStart} at the start, {LoadAverage()} at the end", clock.Elapsed, quick) + string.Join(Environment.NewLine, sections);
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        if (scenario == "all")
+        {
+            var path = Path.Combine(FindRepositoryRoot(), "benchmarks", "RESULTS.md");
+            await File.WriteAllTextAsync(path, markdown);
+            Console.WriteLine($"written to {path}");
+        }
+
+        Console.WriteLine($"total {clock.Elapsed.TotalSeconds:0} s; node logs: {log.Path}");
+        return 0;
+    }
+
+    private static string Header(string command, string gitState, string load, TimeSpan elapsed, bool quick)
+    {
+        var text = new StringBuilder();
+        text.AppendLine("# Backplane benchmarks: ours (Redis Streams) vs Microsoft's (Redis pub/sub)");
+        text.AppendLine();
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Machine: 2 cores, noisy ({Environment.ProcessorCount} logical CPUs seen; {RuntimeInformation.OSDescription}; " +
+                        $".NET {Environment.Version}; {RedisVersion()}; Microsoft.AspNetCore.SignalR.StackExchangeRedis 10.0.12)");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Load average (1 min, from /proc/loadavg; other engineers' builds and tests share the machine): {load}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Code: {gitState}");
+        text.AppendLine(CultureInfo.InvariantCulture, $"- Command: `{command}` (from the repository root; took {elapsed.TotalSeconds:0} s)");
+        if (quick)
+        {
+            text.AppendLine("- **--quick**: reduced sizes, a smoke test only, not results.");
+        }
+
+        text.AppendLine("- Everything runs in **one process** on loopback: a private `redis-server` per scenario, 2 in-process Kestrel nodes per " +
+                        "backplane (`127.0.0.1:0`, hub at `/hub`, JSON protocol) and real SignalR clients over WebSockets. Clients, servers and " +
+                        "Redis share the 2 cores, so absolute numbers are low and noisy; compare the two columns, measured in the same run with " +
+                        "the same parameters. Each backplane uses its default options.");
+        text.AppendLine("- Ratio = ours / Microsoft's. Node logs (Warning and above) go to a temp file, named on the console.");
+        text.AppendLine();
+        return text.ToString();
+    }
+
+    /// <summary>The commit the adapter was built from, and whether Adapter/ had uncommitted changes (the run uses the working tree).</summary>
+    private static string GitState()
+    {
+        try
+        {
+            var root = FindRepositoryRoot();
+            var head = RunGit(root, "rev-parse", "--short", "HEAD").Trim();
+            var adapter = RunGit(root, "log", "-1", "--format=%h", "--", "Adapter").Trim();
+            var dirty = RunGit(root, "--no-optional-locks", "status", "--porcelain", "--", "Adapter").Trim();
+            return $"repository at commit `{head}` when the run started, `Adapter/` last changed in `{adapter}`; " + (dirty.Length == 0
+                ? "`Adapter/` clean"
+                : "`Adapter/` had **uncommitted changes** (another engineer's work in progress; the run used the working tree as built)");
+        }
+        catch (Exception ex) when (ex is System.ComponentModel.Win32Exception or InvalidOperationException or TimeoutException)
+        {
+            return "git state unknown";
+        }
+    }
+
+    private static string RunGit(string directory, params string[] args)
+    {
+        var startInfo = new ProcessStartInfo("git") { RedirectStandardOutput = true, UseShellExecute = false, WorkingDirectory = directory };
+        foreach (var arg in args)
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        using var process = Process.Start(startInfo) ?? throw new InvalidOperationException("Could not run git.");
+        var output = process.StandardOutput.ReadToEndAsync();
+        if (!process.WaitForExit(10_000))
+        {
+            process.Kill();
+            throw new TimeoutException("git did not answer within 10 s.");
+        }
+
+        return output.Result;
+    }
+
+    private static string LoadAverage()
+    {
+        try
+        {
+            return File.ReadAllText("/proc/loadavg").Split(' ')[0];
+        }
+        catch (IOException)
+        {
+            return "unknown";
+        }
+    }
+
+    private static string RedisVersion()
+    {
+        try
+        {
+            using var process = Process.Start(new ProcessStartInfo("/usr/bin/redis-server", "--version")
+            {
+                RedirectStandardOutput = true,
+                UseShellExecute = false,
+            });
+            if (process is null)
+            {
+                return "redis-server (version unknown)";
+            }
+
+            var output = process.StandardOutput.ReadToEnd();
+            process.WaitForExit(5_000);
+            var version = output.Split(' ').FirstOrDefault(p => p.StartsWith("v=", StringComparison.Ordinal));
+            return "redis-server " + (version?[2..] ?? "(version unknown)");
+        }
+        catch (System.ComponentModel.Win32Exception)
+        {
+            return "redis-server (version unknown)";
+        }
+    }
+
+    private static string FindRepositoryRoot()
+    {
+        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
+        {
+            var directory = new DirectoryInfo(start);
+            for (var depth = 0; directory is not null && depth < 10; depth++, directory = directory.Parent)
+            {
+                if (File.Exists(Path.Combine(directory.FullName, "ReferenceApp.sln")))
+                {
+                    return directory.FullName;
+                }
+            }
+        }
+
+        throw new InvalidOperationException("Could not find ReferenceApp.sln above the current directory or the program.");
+    }
+}
