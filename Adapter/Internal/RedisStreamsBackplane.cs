@@ -217,13 +217,17 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
             Log.HeartbeatFailed(_logger, ex);
         }
         await _stopping.CancelAsync();
+        // The reader may be blocked in XREAD for up to ReadBlockTime: closing its connection ends that at once.
+        await _readerConnection!.CloseAsync(allowCommandsToComplete: false);
         foreach (var loop in new[] { _readLoop, _publishLoop, _heartbeatLoop })
         {
             try
             {
                 await loop!.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
             }
-            catch (Exception ex) when (ex is OperationCanceledException or TimeoutException)
+#pragma warning disable CA1031 // a loop's last error while stopping changes nothing: it was logged where it happened
+            catch (Exception)
+#pragma warning restore CA1031
             {
             }
         }
@@ -623,6 +627,8 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
                     {
                         _cursor = await ResolveStartAsync();
                         Log.ReaderPositioned(_logger, NodeId, Keys.StreamName, _cursor);
+                        // From a concrete id on, whatever this node appends will be read: publishing may begin.
+                        _readerReady.TrySetResult();
                     }
                     else if (epoch != readerEpoch)
                     {
@@ -663,19 +669,35 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
                     return;
                 }
             }
-            catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
+            catch (Exception) when (_stopping.IsCancellationRequested)
             {
-                return;
+                return; // stopping: the reader's connection was closed under the blocked XREAD
             }
         }
     }
 
+    /// <summary>Atomically: the stream's last entry id, and every node's last appended sequence number at that point.</summary>
+    private const string StartScript = """
+        local last = redis.call('XREVRANGE', KEYS[1], '+', '-', 'COUNT', 1)
+        local id = '0-0'
+        if #last > 0 then id = last[1][1] end
+        return {id, redis.call('HGETALL', KEYS[2])}
+        """;
+
     /// <summary>A concrete id to read after: the stream's last entry now (never '$', which would skip entries added
-    /// between two reads), or the start of an empty stream.</summary>
+    /// between two reads), or the start of an empty stream. The senders' sequence numbers at that very point become the
+    /// baseline of gap detection, so that a hole is noticed even in the first entry read from a sender.</summary>
     private async Task<string> ResolveStartAsync()
     {
-        var last = await _connection!.GetDatabase().StreamRangeAsync(Keys.Stream, "-", "+", count: 1, messageOrder: Order.Descending);
-        return last.Length == 0 ? "0-0" : last[0].Id.ToString();
+        var result = (RedisResult[])(await _connection!.GetDatabase().ScriptEvaluateAsync(StartScript, [Keys.Stream, Keys.Sequences]))!;
+        var sequences = (RedisResult[])result[1]!;
+        for (var i = 0; i + 1 < sequences.Length; i += 2)
+        {
+            var node = (string)sequences[i]!;
+            var sequence = (long)sequences[i + 1];
+            _lastSequence.AddOrUpdate(node, sequence, (_, known) => Math.Max(known, sequence));
+        }
+        return (string)result[0]!;
     }
 
     private async Task ProcessReadResultAsync(RedisResult result)
@@ -942,11 +964,22 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
 
     // ---------------------------------------------------------------- connection registry
 
+    /// <summary>The command connection, once the node has connected (it connects at host start; a manager used before
+    /// that waits for it).</summary>
+    private async ValueTask<IDatabase> DatabaseAsync()
+    {
+        if (_connection is null)
+        {
+            await EnsureStarted();
+        }
+        return _connection!.GetDatabase();
+    }
+
     public async Task RegisterConnectionAsync(string connectionId)
     {
         try
         {
-            await _connection!.GetDatabase().HashSetAsync(Keys.Connections, connectionId, NodeId);
+            await (await DatabaseAsync()).HashSetAsync(Keys.Connections, connectionId, NodeId);
         }
         catch (Exception ex) when (IsRetryable(ex))
         {
@@ -958,7 +991,7 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
     {
         try
         {
-            await _connection!.GetDatabase().HashDeleteAsync(Keys.Connections, connectionId);
+            await (await DatabaseAsync()).HashDeleteAsync(Keys.Connections, connectionId);
         }
         catch (Exception ex) when (IsRetryable(ex))
         {
@@ -969,7 +1002,7 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
     /// <summary>The node holding the connection, or null when no live node does.</summary>
     public async Task<string?> FindConnectionOwnerAsync(string connectionId)
     {
-        var owner = (string?)await _connection!.GetDatabase().HashGetAsync(Keys.Connections, connectionId);
+        var owner = (string?)await (await DatabaseAsync()).HashGetAsync(Keys.Connections, connectionId);
         if (owner is null || _goneNodes.ContainsKey(owner))
         {
             return null;
