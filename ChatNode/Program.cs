@@ -11,7 +11,9 @@ builder.Services.AddSingleton(ChatNodeIdentity.FromEnvironment());
 builder.Services.AddSingleton<IUserIdProvider, QueryStringUserIdProvider>();
 builder.Services.AddSignalR()
     .AddMessagePackProtocol()
-    .AddRedisStreams(); // the backplane (Adapter/), on the IConnectionMultiplexer that AddRedisClient registered
+    // The backplane (Adapter/), on the IConnectionMultiplexer that AddRedisClient registered; options from the
+    // "RedisStreams" configuration section (e.g. RedisStreams__MaxLength=5000 in the environment).
+    .AddRedisStreams(options => builder.Configuration.GetSection("RedisStreams").Bind(options));
 
 var app = builder.Build();
 var node = app.Services.GetRequiredService<ChatNodeIdentity>();

@@ -1,0 +1,106 @@
+using AppHost.Tests.Infrastructure;
+using Aspire.Hosting;
+using Aspire.Hosting.ApplicationModel;
+using Aspire.Hosting.Testing;
+using StackExchange.Redis;
+
+namespace AppHost.Tests.Chaos;
+
+/// <summary>Real faults injected into the running app: the orchestrator's stop/start commands, signals to the processes
+/// behind resources, and CLIENT KILL on Redis.</summary>
+internal static class AppFaults
+{
+    public const string Redis = "redis";
+
+    /// <summary>Stops Redis through the orchestrator (a clean shutdown) and starts it again.</summary>
+    public static async Task StopAndStartAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(app, resource, KnownResourceCommands.StopCommand, cancellationToken);
+        await WaitUntilStoppedAsync(app, resource, cancellationToken);
+        await StartAsync(app, resource, cancellationToken);
+    }
+
+    /// <summary>SIGKILL to the process behind <paramref name="resource"/>, then waits until the orchestrator sees it gone.</summary>
+    public static async Task KillAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        var pid = await ApplicationProcessIdAsync(app, resource, cancellationToken);
+        UnixSignal.Send(pid, UnixSignal.Kill);
+        await WaitUntilStoppedAsync(app, resource, cancellationToken);
+    }
+
+    /// <summary>Starts a stopped resource and waits until it is healthy.</summary>
+    public static async Task StartAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        await ExecuteAsync(app, resource, KnownResourceCommands.StartCommand, cancellationToken);
+        await app.ResourceNotifications.WaitForResourceHealthyAsync(resource, cancellationToken);
+    }
+
+    /// <summary>Freezes the process behind <paramref name="resource"/> (SIGSTOP) for <paramref name="duration"/>, then thaws it.</summary>
+    public static async Task PauseAsync(DistributedApplication app, string resource, TimeSpan duration, CancellationToken cancellationToken)
+    {
+        var pid = await ApplicationProcessIdAsync(app, resource, cancellationToken);
+        UnixSignal.Send(pid, UnixSignal.Stop);
+        try
+        {
+            // The length of the freeze is the fault itself, not a synchronisation.
+            await Task.Delay(duration, cancellationToken);
+        }
+        finally
+        {
+            UnixSignal.Send(pid, UnixSignal.Continue);
+        }
+    }
+
+    /// <summary>CLIENT KILL TYPE normal: every client connection to Redis (the nodes' readers and writers) is cut.</summary>
+    public static async Task<long> KillRedisClientsAsync(DistributedApplication app, CancellationToken cancellationToken)
+    {
+        var connectionString = await app.GetConnectionStringAsync(Redis, cancellationToken)
+            ?? throw new InvalidOperationException("redis has no connection string.");
+        var options = ConfigurationOptions.Parse(connectionString);
+        options.AllowAdmin = true;
+        await using var admin = await ConnectionMultiplexer.ConnectAsync(options);
+        var server = admin.GetServers()[0];
+        var killed = await server.ExecuteAsync("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes");
+        return (long)killed;
+    }
+
+    /// <summary>
+    /// The process that runs the resource's code. For an executable (redis-server) that is the process the orchestrator
+    /// started; a project is started as <c>dotnet run</c>, whose child (the deepest descendant) is the app itself:
+    /// signalling <c>dotnet run</c> would freeze or kill the wrapper and leave the app running.
+    /// </summary>
+    public static async Task<int> ApplicationProcessIdAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        var pid = await ResourceProcesses.GetProcessIdAsync(app, resource, cancellationToken);
+        while (Children(pid).Select(c => (int?)c).FirstOrDefault() is { } child)
+        {
+            pid = child;
+        }
+        return pid;
+    }
+
+    private static IEnumerable<int> Children(int pid)
+    {
+        var file = $"/proc/{pid}/task/{pid}/children";
+        if (!File.Exists(file))
+        {
+            return [];
+        }
+        return File.ReadAllText(file).Split(' ', StringSplitOptions.RemoveEmptyEntries)
+            .Select(p => int.Parse(p, System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static async Task ExecuteAsync(DistributedApplication app, string resource, string command, CancellationToken cancellationToken)
+    {
+        var result = await app.ResourceCommands.ExecuteCommandAsync(resource, command, cancellationToken);
+        if (!result.Success)
+        {
+            throw new InvalidOperationException($"{command} on {resource} failed: {result.Message}");
+        }
+    }
+
+    private static Task<ResourceEvent> WaitUntilStoppedAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+        => app.ResourceNotifications.WaitForResourceAsync(resource,
+            e => e.Snapshot.State?.Text is { } state && (state == KnownResourceStates.Exited || state == KnownResourceStates.Finished || state == KnownResourceStates.FailedToStart),
+            cancellationToken);
+}
