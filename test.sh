@@ -19,5 +19,11 @@ ensure_redis_server() {
 ensure_redis_server
 
 status=0
+rm -f TestResults/chaos-report.txt
 dotnet test ReferenceApp.sln --logger "console;verbosity=normal" "$@" || status=$?
+if [ -f TestResults/chaos-report.txt ]; then
+  echo
+  echo "Chaos tests, counts per fault (sent, received, lost, duplicates, reordered):"
+  cat TestResults/chaos-report.txt
+fi
 exit "$status"
