@@ -4,6 +4,7 @@ using System.Globalization;
 using System.Text;
 using Benchmarks.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
+using RedisTestServer;
 
 namespace Benchmarks.Scenarios;
 

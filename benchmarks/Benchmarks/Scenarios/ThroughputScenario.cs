@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text;
 using Benchmarks.Infrastructure;
 using Microsoft.AspNetCore.SignalR;
+using RedisTestServer;
 
 namespace Benchmarks.Scenarios;
 

@@ -5,12 +5,15 @@ using System.Net.Sockets;
 using System.Text;
 using StackExchange.Redis;
 
-namespace SignalR.RedisStreams.Tests.Infrastructure;
+namespace RedisTestServer;
 
 /// <summary>
-/// A private <c>redis-server</c> process on a free loopback port, with no persistence, for one test class.
-/// Besides start and stop it offers the faults later tests need: kill (SIGKILL), stop and restart on the same port,
-/// pause and resume (SIGSTOP / SIGCONT), and raw commands through an admin connection.
+/// A private <c>redis-server</c> process on a free loopback port and a temp directory, for one test class or benchmark
+/// scenario; without persistence by default, or persistent (<c>--appendonly yes --appendfsync always</c>) so that a
+/// restart keeps the data. Besides start and stop it offers the faults tests and benchmarks inject: kill (SIGKILL),
+/// stop and restart on the same port (at once, or after a down time), pause and resume (SIGSTOP / SIGCONT),
+/// <c>CLIENT KILL</c> / <c>CLIENT LIST</c> on throw-away connections, and raw commands through an admin connection.
+/// Shared by tests/Adapter.Tests and benchmarks/Benchmarks.
 /// </summary>
 public sealed class RedisServer : IAsyncDisposable
 {
@@ -26,7 +29,8 @@ public sealed class RedisServer : IAsyncDisposable
     private ConnectionMultiplexer? _admin;
     private bool _paused;
 
-    /// <summary>True when the server keeps its data across <see cref="RestartAsync"/> (AOF, fsync always).</summary>
+    /// <summary>True when the server keeps its data across <see cref="RestartAsync()"/> and
+    /// <see cref="RestartAsync(TimeSpan)"/> (AOF, fsync always).</summary>
     public bool Persistent { get; private init; }
 
     private RedisServer(DirectoryInfo dataDirectory, int port)
@@ -35,7 +39,7 @@ public sealed class RedisServer : IAsyncDisposable
         Port = port;
     }
 
-    /// <summary>The TCP port the server listens on (stays the same across <see cref="RestartAsync"/>).</summary>
+    /// <summary>The TCP port the server listens on (stays the same across restarts).</summary>
     public int Port { get; }
 
     /// <summary>The process id of the current <c>redis-server</c> process.</summary>
@@ -63,10 +67,10 @@ public sealed class RedisServer : IAsyncDisposable
     public static async Task<RedisServer> StartAsync() => await StartAsync(persistent: false);
 
     /// <summary>Starts a server; with <paramref name="persistent"/> it writes every command to an append-only file
-    /// (<c>appendfsync always</c>), so <see cref="RestartAsync"/> brings the data back; without, a restart is empty.</summary>
+    /// (<c>appendfsync always</c>), so a restart brings the data back; without, a restart is empty.</summary>
     public static async Task<RedisServer> StartAsync(bool persistent)
     {
-        var dataDirectory = Directory.CreateTempSubdirectory("adapter-tests-redis-");
+        var dataDirectory = Directory.CreateTempSubdirectory("redis-test-server-");
         Exception? last = null;
         for (var attempt = 0; attempt < StartAttempts; attempt++)
         {
@@ -113,33 +117,11 @@ public sealed class RedisServer : IAsyncDisposable
             return;
         }
 
-        if (_paused)
-        {
-            Resume();
-        }
-
-        try
-        {
-            await SendRawCommandAsync("SHUTDOWN", "NOSAVE");
-        }
-        catch (Exception ex) when (ex is IOException or SocketException or TimeoutException)
-        {
-            // The connection drops as the server exits; that is the expected outcome of SHUTDOWN.
-        }
-
-        try
-        {
-            await WaitForExitAsync(process);
-        }
-        catch (TimeoutException)
-        {
-            process.Kill();
-            await WaitForExitAsync(process);
-        }
+        await ShutdownAsync(process, "SHUTDOWN", "NOSAVE");
     }
 
-    /// <summary>Stops the server if it runs and starts it again on the same port: empty, or with its data when
-    /// <see cref="Persistent"/>.</summary>
+    /// <summary>Stops the server if it runs (<see cref="StopAsync"/>) and starts it again at once on the same port: empty,
+    /// or with its data when <see cref="Persistent"/>.</summary>
     public async Task RestartAsync()
     {
         if (IsRunning)
@@ -147,6 +129,16 @@ public sealed class RedisServer : IAsyncDisposable
             await StopAsync();
         }
 
+        await StartProcessAsync();
+    }
+
+    /// <summary>Stops the server with <c>SHUTDOWN</c> (which fsyncs the AOF when persistent), waits <paramref name="downTime"/>,
+    /// and starts it again on the same port with the same data directory. Returns when it answers PING again.</summary>
+    public async Task RestartAsync(TimeSpan downTime)
+    {
+        var process = _process ?? throw new InvalidOperationException("redis-server was never started.");
+        await ShutdownAsync(process, "SHUTDOWN");
+        await Task.Delay(downTime);
         await StartProcessAsync();
     }
 
@@ -163,6 +155,20 @@ public sealed class RedisServer : IAsyncDisposable
         SendSignal("CONT");
         _paused = false;
     }
+
+    /// <summary>Runs <c>CLIENT KILL TYPE &lt;type&gt;</c> on a throw-away connection; returns how many were killed.</summary>
+    public async Task<int> ClientKillAsync(string type)
+    {
+        ArgumentNullException.ThrowIfNull(type);
+        var reply = await SendRawCommandAsync("CLIENT", "KILL", "TYPE", type);
+        // Integer reply ":<n>\r\n".
+        return reply.StartsWith(':') && int.TryParse(reply.AsSpan(1).TrimEnd("\r\n"), NumberStyles.Integer, CultureInfo.InvariantCulture, out var n)
+            ? n
+            : throw new InvalidOperationException($"CLIENT KILL TYPE {type} answered: {reply.Trim()}");
+    }
+
+    /// <summary>Lists the connected clients (raw <c>CLIENT LIST</c> reply, first 64 KB).</summary>
+    public Task<string> ClientListAsync() => SendRawCommandAsync("CLIENT", "LIST");
 
     /// <summary>Runs one command (e.g. <c>CLIENT KILL TYPE normal</c>, <c>XADD</c>, <c>XLEN</c>) through a separate admin connection.</summary>
     public async Task<RedisResult> ExecuteAsync(params string[] args)
@@ -226,11 +232,40 @@ public sealed class RedisServer : IAsyncDisposable
         {
             var options = ConfigurationOptions.Parse(ConnectionString);
             options.AllowAdmin = true;
-            options.ClientName = "adapter-tests-admin";
+            options.ClientName = "redis-test-server-admin";
             _admin = await ConnectionMultiplexer.ConnectAsync(options);
         }
 
         return _admin;
+    }
+
+    /// <summary>Sends <paramref name="command"/> (a <c>SHUTDOWN</c> variant) after thawing a paused server, and waits for
+    /// the process to exit, falling back to SIGKILL if it does not exit in time.</summary>
+    private async Task ShutdownAsync(Process process, params string[] command)
+    {
+        if (_paused)
+        {
+            Resume();
+        }
+
+        try
+        {
+            await SendRawCommandAsync(command);
+        }
+        catch (Exception ex) when (ex is IOException or SocketException or TimeoutException)
+        {
+            // The connection drops as the server exits; that is the expected outcome of SHUTDOWN.
+        }
+
+        try
+        {
+            await WaitForExitAsync(process);
+        }
+        catch (TimeoutException)
+        {
+            process.Kill();
+            await WaitForExitAsync(process);
+        }
     }
 
     private async Task StartProcessAsync()
@@ -287,7 +322,7 @@ public sealed class RedisServer : IAsyncDisposable
             }
             catch (Exception ex) when (ex is IOException or SocketException or TimeoutException)
             {
-                // Not listening yet.
+                // Not listening yet (or still loading the AOF).
             }
 
             if (deadline.Elapsed > StartTimeout)
@@ -300,7 +335,7 @@ public sealed class RedisServer : IAsyncDisposable
         }
     }
 
-    /// <summary>Sends one RESP command on a fresh socket and returns the first reply line.</summary>
+    /// <summary>Sends one RESP command on a fresh socket and returns what the first read brings back (up to 64 KB).</summary>
     private async Task<string> SendRawCommandAsync(params string[] parts)
     {
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(2));
@@ -317,7 +352,7 @@ public sealed class RedisServer : IAsyncDisposable
 
             var stream = client.GetStream();
             await stream.WriteAsync(Encoding.UTF8.GetBytes(request.ToString()), timeout.Token);
-            var buffer = new byte[256];
+            var buffer = new byte[64 * 1024];
             var read = await stream.ReadAsync(buffer, timeout.Token);
             if (read == 0)
             {
