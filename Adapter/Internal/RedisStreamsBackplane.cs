@@ -451,7 +451,7 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
 
     private Task<RedisResult> AppendAsync(IDatabase db, string epoch, long sequence, NameValueEntry[] fields, bool force)
     {
-        var args = new RedisValue[5 + fields.Length * 2];
+        var args = new RedisValue[5 + fields.Length * 2 + (force ? 2 : 0)];
         args[0] = epoch;
         args[1] = NodeId;
         args[2] = sequence;
@@ -461,6 +461,11 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
         {
             args[5 + i * 2] = fields[i].Name;
             args[6 + i * 2] = fields[i].Value;
+        }
+        if (force)
+        {
+            args[^2] = StreamEntryFormat.SequenceRestartField;
+            args[^1] = "1";
         }
         return db.ScriptEvaluateAsync(AppendScript, [Keys.Stream, Keys.Sequences, Keys.Epoch], args);
     }
@@ -834,7 +839,9 @@ internal sealed class RedisStreamsBackplane : IAsyncDisposable
             Instruments.Duplicates.Add(1);
             return false;
         }
-        if (last > 0 && entry.Sequence > last + 1)
+        // A sender never seen (not in the baseline taken at start) appended everything after our start position, from
+        // its first number on; unless its sequence restarted after Redis lost data.
+        if (entry.Sequence > last + 1 && (last > 0 || !entry.SequenceRestarts))
         {
             var missing = entry.Sequence - last - 1;
             Instruments.Gaps.Add(missing);

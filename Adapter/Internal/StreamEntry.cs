@@ -36,6 +36,10 @@ internal sealed class StreamEntry
     public required EntryKind Kind { get; init; }
     public required string Node { get; init; }
     public long Sequence { get; set; }
+
+    /// <summary>The sender's sequence restarts at this entry (Redis lost its earlier entries): no gap before it for a
+    /// reader that did not know the sender.</summary>
+    public bool SequenceRestarts { get; set; }
     public string Hub { get; init; } = "";
     public string? TraceParent { get; set; }
 

@@ -33,6 +33,9 @@ namespace SignalR.RedisStreams.Internal;
 /// Heartbeat(9)    empty
 /// Goodbye(10)     empty
 /// </code>
+/// <para>Optional field, appended by the publisher only when Redis had lost this sender's earlier entries and the
+/// entry could not follow the previous one (see the append script): <c>r</c> = "1", "the sender's sequence restarts
+/// here". A reader that never saw this sender does not count the numbers before it as a gap.</para>
 /// <para>Fields may only ever be appended (readers ignore fields they do not know); a change of layout bumps the
 /// version, and readers skip versions they do not know. Malformed input throws <see cref="InvalidDataException"/>.</para>
 /// </summary>
@@ -47,6 +50,7 @@ internal static class StreamEntryFormat
     public const string HubField = "h";
     public const string TraceParentField = "t";
     public const string PayloadField = "p";
+    public const string SequenceRestartField = "r";
 
     /// <summary>The entry as field/value pairs, in wire order.</summary>
     public static NameValueEntry[] Encode(StreamEntry entry)
@@ -116,6 +120,7 @@ internal static class StreamEntryFormat
     public static StreamEntry Decode(IReadOnlyList<NameValueEntry> fields)
     {
         RedisValue version = default, node = default, sequence = default, kind = default, hub = default, trace = default, payload = default;
+        var sequenceRestarts = false;
         foreach (var field in fields)
         {
             switch ((string?)field.Name)
@@ -127,6 +132,7 @@ internal static class StreamEntryFormat
                 case HubField: hub = field.Value; break;
                 case TraceParentField: trace = field.Value; break;
                 case PayloadField: payload = field.Value; break;
+                case SequenceRestartField: sequenceRestarts = (string?)field.Value == "1"; break;
                 default: break; // fields appended by later versions of format 1 are ignored
             }
         }
@@ -206,6 +212,7 @@ internal static class StreamEntryFormat
             _ => new StreamEntry { Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent },
         };
         // Trailing payload bytes are allowed: later revisions of format 1 may only append.
+        result.SequenceRestarts = sequenceRestarts;
         return result;
     }
 

@@ -96,6 +96,53 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
             c => Assert.Equal(hubSpan.TraceId, c.TraceId));
     }
 
+    [Fact]
+    public async Task Retries_during_an_outage_and_the_republish_after_an_empty_restart_are_in_the_packets_trace()
+    {
+        var spans = new List<Activity>();
+        await using var server = await RedisServer.StartAsync(persistent: false);
+        await using var cluster = await TestCluster.StartAsync(server, 2, HubProtocolKind.Json, output);
+        await using var far = await cluster.ConnectAsync(1);
+        using var tracing = Sdk.CreateTracerProviderBuilder()
+            .AddRedisStreamsInstrumentation()
+            .AddInMemoryExporter(spans)
+            .Build()!;
+        using var retries = new CounterTotal("signalr.redis_streams.publish_retries");
+        var stream = cluster.KeyPrefix + cluster.StreamName;
+
+        // Published, then lost with Redis before anyone could be sure of it: republished after the empty restart.
+        await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "before the crash");
+        await far.WaitForTextAsync("before the crash");
+        await server.KillAsync();
+        // Sent while Redis is down: retried, then published once Redis is back.
+        var during = cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "during the outage");
+        await Eventually.TrueAsync(() => retries.Total > 0, "the send is being retried");
+        await server.RestartAsync();
+        await Eventually.WithinAsync(during, "the send completes after the restart", TimeSpan.FromSeconds(30));
+        await far.WaitForTextAsync("during the outage");
+        tracing.ForceFlush();
+
+        List<Activity> Snapshot()
+        {
+            lock (spans)
+            {
+                return [.. spans];
+            }
+        }
+        bool Mine(Activity s) => (string?)s.GetTagItem("messaging.destination.name") == stream;
+        await Eventually.TrueAsync(() => Snapshot().Any(s => Mine(s) && s.DisplayName.StartsWith("republish", StringComparison.Ordinal)),
+            "a republish span after the empty restart");
+        var snapshot = Snapshot().Where(Mine).ToList();
+        var producers = snapshot.Where(s => s.DisplayName.StartsWith("publish", StringComparison.Ordinal) && (string?)s.GetTagItem("signalr.redis_streams.kind") == "All").ToList();
+
+        var retried = Assert.Single(producers, p => p.Events.Any(e => e.Name == "publish.retry"));
+        Assert.Equal(ActivityStatusCode.Unset, retried.Status);
+        Assert.Contains(snapshot, c => c.Kind == ActivityKind.Consumer && c.TraceId == retried.TraceId && c.ParentSpanId == retried.SpanId);
+
+        var republished = snapshot.Where(s => s.DisplayName.StartsWith("republish", StringComparison.Ordinal)).ToList();
+        Assert.Contains(republished, r => producers.Any(p => p.TraceId == r.TraceId && p.SpanId == r.ParentSpanId && p != retried));
+    }
+
     private static bool IsGroups(Activity span, string stream)
         => (string?)span.GetTagItem("signalr.redis_streams.kind") == "Groups" && (string?)span.GetTagItem("messaging.destination.name") == stream;
 }

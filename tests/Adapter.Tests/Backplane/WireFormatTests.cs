@@ -81,6 +81,17 @@ public sealed class WireFormatTests
         Assert.Equal(1, decoded.AckId);
     }
 
+    [Fact]
+    public void The_sequence_restart_mark_is_an_optional_appended_field()
+    {
+        var plain = StreamEntryFormat.Encode(Sample(EntryKind.Ack));
+        var marked = plain.Append(new NameValueEntry("r", "1")).ToArray();
+
+        Assert.DoesNotContain(plain, f => f.Name == "r");
+        Assert.False(StreamEntryFormat.Decode(plain).SequenceRestarts);
+        Assert.True(StreamEntryFormat.Decode(marked).SequenceRestarts);
+    }
+
     public static TheoryData<string, string[]> Garbage() => new()
     {
         { "no version field", ["foo", "bar"] },
