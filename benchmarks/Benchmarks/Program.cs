@@ -9,17 +9,17 @@ namespace Benchmarks;
 
 /// <summary>
 /// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
-/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|all [--quick]</c>
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|all [--quick]</c>
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|all [--quick]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|all [--quick]";
 
     public static async Task<int> Main(string[] args)
     {
         var scenario = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))?.ToLowerInvariant();
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
-        if (scenario is not ("throughput" or "latency" or "outage" or "all"))
+        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "all"))
         {
             Console.Error.WriteLine(Usage);
             return 2;
@@ -47,6 +47,11 @@ internal static class Program
             if (scenario is "outage" or "all")
             {
                 sections.Add(await OutageScenario.RunAsync(quick ? OutageSettings.Quick : OutageSettings.Default, log));
+            }
+
+            if (scenario is "tracing" or "all")
+            {
+                sections.Add(await TracingScenario.RunAsync(quick ? ThroughputSettings.Quick : ThroughputSettings.Default, log));
             }
         }
         catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException)

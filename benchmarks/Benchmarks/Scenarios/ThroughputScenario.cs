@@ -21,7 +21,7 @@ internal static class ThroughputScenario
     // About the size of a chat line; the same for both backplanes.
     private const string Text = "The quick brown fox jumps over the lazy dog, then sends a message to every client of the chat.";
 
-    private sealed record RoundResult(
+    internal sealed record RoundResult(
         double Seconds, double MessagesPerSecond, double DeliveriesPerSecond, double P50Ms, double P99Ms,
         double AllocatedBytesPerMessage, int SendFailures, long Delivered, long Expected, long Duplicates)
     {
@@ -63,7 +63,7 @@ internal static class ThroughputScenario
         return Report(settings, results[Backplane.RedisStreams], results[Backplane.MicrosoftPubSub]);
     }
 
-    private static async Task<RoundResult> RunRoundAsync(Cluster cluster, int round, int messages, ThroughputSettings settings)
+    internal static async Task<RoundResult> RunRoundAsync(Cluster cluster, int round, int messages, ThroughputSettings settings)
     {
         var clients = cluster.Clients;
         var sinks = clients.Select(_ => new Sink(round, messages)).ToArray();
