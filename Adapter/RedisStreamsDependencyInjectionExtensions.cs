@@ -39,12 +39,17 @@ public static class RedisStreamsDependencyInjectionExtensions
         ArgumentNullException.ThrowIfNull(signalrBuilder);
         ArgumentNullException.ThrowIfNull(configure);
         var services = signalrBuilder.Services;
+        var firstCall = !services.Any(d => d.ServiceType == typeof(RedisStreamsBackplane));
         services.AddOptions<RedisStreamsOptions>().Configure(configure).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisStreamsOptions>, RedisStreamsOptionsValidator>());
         services.TryAddSingleton<RedisStreamsBackplane>();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisStreamsHostedService>());
         services.AddSingleton(typeof(HubLifetimeManager<>), typeof(RedisStreamsHubLifetimeManager<>));
-        services.AddHealthChecks().AddCheck<RedisStreamsHealthCheck>("signalr-redis-streams", tags: ["ready"]);
+        if (firstCall)
+        {
+            // Health check names must be unique: register it once, however often AddRedisStreams is called.
+            services.AddHealthChecks().AddCheck<RedisStreamsHealthCheck>("signalr-redis-streams", tags: ["ready"]);
+        }
         return signalrBuilder;
     }
 }

@@ -97,7 +97,9 @@ internal sealed partial class RedisStreamsBackplane
         var reader = _outbox.Reader;
         try
         {
-            await _readerReady.Task.WaitAsync(_stopping.Token);
+            // Publish once this node reads the stream (so its own connections get what it sends), or, when the node
+            // stops before that, only to drain what is left.
+            await Task.WhenAny(_readerReady.Task, reader.Completion).WaitAsync(_stopping.Token);
             while (await reader.WaitToReadAsync(_stopping.Token))
             {
                 batch.Clear();

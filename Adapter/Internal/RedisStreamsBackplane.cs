@@ -210,7 +210,10 @@ internal sealed partial class RedisStreamsBackplane : IAsyncDisposable
         }
         try
         {
-            await AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+            if (ReaderReady) // a node that never reached Redis has nobody to say goodbye to
+            {
+                await AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+            }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException)
         {

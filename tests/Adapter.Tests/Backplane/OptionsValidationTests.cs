@@ -61,6 +61,27 @@ public sealed class OptionsValidationTests
     }
 
     [Fact]
+    public async Task Calling_AddRedisStreams_twice_configures_once_and_starts()
+    {
+        var builder = WebApplication.CreateSlimBuilder();
+        builder.WebHost.UseUrls("http://127.0.0.1:0");
+        builder.Logging.ClearProviders();
+        builder.Services.AddSignalR()
+            .AddRedisStreams("127.0.0.1:1,abortConnect=false", o => o.StreamName = "first")
+            .AddRedisStreams(o => o.ReadCount = 7);
+        await using var app = builder.Build();
+
+        await app.StartAsync();
+        var options = app.Services.GetRequiredService<IOptions<RedisStreamsOptions>>().Value;
+        var healthChecks = app.Services.GetRequiredService<IOptions<Microsoft.Extensions.Diagnostics.HealthChecks.HealthCheckServiceOptions>>().Value;
+        await app.StopAsync();
+
+        Assert.Equal("first", options.StreamName);
+        Assert.Equal(7, options.ReadCount);
+        Assert.Single(healthChecks.Registrations, r => r.Name == "signalr-redis-streams");
+    }
+
+    [Fact]
     public void The_defaults_are_the_documented_ones()
     {
         var o = new RedisStreamsOptions();
