@@ -29,38 +29,46 @@ public sealed class RedisChaosTests(ChatAppFixture app, ITestOutputHelper output
         => RunAsync("CLIENT KILL TYPE normal", async ct => Assert.True(await AppFaults.KillRedisClientsAsync(app.App, ct) > 0));
 
     [Fact]
-    public async Task A_killed_chat_node_is_dropped_its_pending_client_results_fail_and_the_rest_loses_nothing()
+    public async Task Killed_chat_nodes_are_dropped_their_pending_client_results_fail_and_the_rest_loses_nothing()
     {
         using var timeout = new CancellationTokenSource(Deadline);
         var ct = timeout.Token;
-        var victim = app.NodeNames[^1];
+        string[] victims = [app.NodeNames[^1], app.NodeNames[^2]];
         await using var traffic = await ChaosTraffic.StartAsync(app.BalancerUrl, app.NodeNames, "nodekill", ct);
 
-        // A client on the victim node that never answers a status request, asked by a client on another node.
-        await using var silent = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, victim, "silent", ct);
+        // A client on the first victim that never answers a status request, asked by a client on a surviving node.
+        await using var silent = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, victims[0], "silent", ct);
         var neverAnswered = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         silent.On("status", () => neverAnswered.Task);
         await using var asker = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, app.NodeNames[0], "asker", ct);
         var statusRequest = asker.InvokeAsync<string>("AskStatus", silent.ConnectionId, ct);
 
+        var total = traffic.Senders.Count * MessagesPerSender;
         var sending = traffic.SendAsync(MessagesPerSender, Interval, ct);
-        await Eventually.TrueAsync(() => Task.FromResult(traffic.Issued >= traffic.Senders.Count * MessagesPerSender / 3), Deadline, "traffic under way");
+        // Two nodes killed, one after the other, while everyone sends.
+        await Eventually.TrueAsync(() => Task.FromResult(traffic.Issued >= total / 4), Deadline, "traffic under way");
         var killedAt = DateTime.UtcNow;
-        await AppFaults.KillAsync(app.App, victim, ct);
+        await AppFaults.KillAsync(app.App, victims[0], ct);
 
         var failure = await Assert.ThrowsAsync<HubException>(() => Eventually.WithinAsync(statusRequest, TimeSpan.FromSeconds(40), "the status request fails"));
         Assert.Contains("Connection disconnected.", failure.Message, StringComparison.Ordinal);
         output.WriteLine($"pending client result failed {(DateTime.UtcNow - killedAt).TotalSeconds:F1} s after the kill");
 
+        await Eventually.TrueAsync(() => Task.FromResult(traffic.Issued >= total * 2 / 3), Deadline, "traffic goes on");
+        await AppFaults.KillAsync(app.App, victims[1], ct);
         await sending;
-        var report = await traffic.SettleAsync(TimeSpan.FromSeconds(60), deadNodes: [victim]);
-        ChaosLog.Write(output, $"chat node {victim} killed", report);
+
+        var report = await traffic.SettleAsync(TimeSpan.FromSeconds(60), deadNodes: victims);
+        ChaosLog.Write(output, $"chat nodes {victims[0]} then {victims[1]} killed", report);
         Assert.True(report.Sent > 0, report.ToString());
         Assert.Equal(0, report.Lost);
         Assert.Equal(0, report.Duplicates);
         Assert.Equal(0, report.Reordered);
 
-        await AppFaults.StartAsync(app.App, victim, ct); // leave the app whole for the other tests of the class
+        foreach (var victim in victims)
+        {
+            await AppFaults.StartAsync(app.App, victim, ct); // leave the app whole for the other tests of the class
+        }
     }
 
     private async Task RunAsync(string fault, Func<CancellationToken, Task> inject)
