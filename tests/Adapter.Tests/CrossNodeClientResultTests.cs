@@ -84,29 +84,16 @@ public sealed class CrossNodeClientResultTests(RedisServerFixture redis, ITestOu
     {
         await using var cluster = await StartClusterAsync(protocol);
         var a = await cluster.ConnectAsync(0);
-        var invoked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        a.OnGetNumber = _ =>
-        {
-            invoked.TrySetResult();
-            return release.Task;
-        };
+        using var held = a.HoldGetNumber();
 
-        try
-        {
-            var invoke = GetNumberAsync(cluster, 1, a, "x");
-            await Eventually.WithinAsync(invoked.Task, "the client to receive the invocation");
-            await a.StopAsync();
+        var invoke = GetNumberAsync(cluster, 1, a, "x");
+        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
+        await a.StopAsync();
 
-            var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
 
-            Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
-            Assert.Contains("Connection disconnected.", ex.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            release.TrySetResult(0);
-        }
+        Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
+        Assert.Contains("Connection disconnected.", ex.Message, StringComparison.Ordinal);
     }
 
     [Theory]
@@ -179,32 +166,19 @@ public sealed class CrossNodeClientResultTests(RedisServerFixture redis, ITestOu
     {
         await using var cluster = await StartClusterAsync(protocol);
         var a = await cluster.ConnectAsync(0);
-        var invoked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        a.OnGetNumber = _ =>
-        {
-            invoked.TrySetResult();
-            return release.Task;
-        };
+        using var held = a.HoldGetNumber();
 
-        try
-        {
-            using var cancel = new CancellationTokenSource();
-            var invoke = GetNumberAsync(cluster, 1, a, "x", cancel.Token);
-            await Eventually.WithinAsync(invoked.Task, "the client to receive the invocation");
+        using var cancel = new CancellationTokenSource();
+        var invoke = GetNumberAsync(cluster, 1, a, "x", cancel.Token);
+        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
 
-            await cancel.CancelAsync();
-            var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the cancelled invoke to end"));
-            Assert.True(ex is HubException or OperationCanceledException, $"Expected HubException or OperationCanceledException, got {ex}");
+        await cancel.CancelAsync();
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the cancelled invoke to end"));
+        Assert.True(ex is HubException or OperationCanceledException, $"Expected HubException or OperationCanceledException, got {ex}");
 
-            // A late answer to the cancelled invocation is dropped quietly; the connection keeps working.
-            release.TrySetResult(99);
-            a.OnGetNumber = argument => Task.FromResult(argument.Length);
-            Assert.Equal(5, await Eventually.WithinAsync(GetNumberAsync(cluster, 1, a, "after"), "a later client result"));
-        }
-        finally
-        {
-            release.TrySetResult(0);
-        }
+        // A late answer to the cancelled invocation is dropped quietly; the connection keeps working.
+        held.Release(99);
+        a.OnGetNumber = argument => Task.FromResult(argument.Length);
+        Assert.Equal(5, await Eventually.WithinAsync(GetNumberAsync(cluster, 1, a, "after"), "a later client result"));
     }
 }

@@ -51,29 +51,16 @@ public sealed class NodeShutdownTests(RedisServerFixture redis, ITestOutputHelpe
     {
         await using var cluster = await StartClusterAsync(protocol);
         var target = await cluster.ConnectAsync(1);
-        var invoked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        target.OnGetNumber = _ =>
-        {
-            invoked.TrySetResult();
-            return release.Task;
-        };
+        using var held = target.HoldGetNumber();
 
-        try
-        {
-            var invoke = cluster.Hub(0).Clients.Client(target.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
-            await Eventually.WithinAsync(invoked.Task, "the client to receive the invocation");
+        var invoke = cluster.Hub(0).Clients.Client(target.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
+        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
 
-            await cluster.StopNodeAsync(1);
+        await cluster.StopNodeAsync(1);
 
-            var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
-            Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
-            Assert.Contains("Connection disconnected.", ex.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            release.TrySetResult(0);
-        }
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
+        Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
+        Assert.Contains("Connection disconnected.", ex.Message, StringComparison.Ordinal);
     }
 
     [Theory]

@@ -203,28 +203,15 @@ public sealed class SingleNodeContractTests(RedisServerFixture redis, ITestOutpu
     {
         await using var cluster = await StartNodeAsync(protocol);
         var a = await cluster.ConnectAsync(0);
-        var invoked = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        var release = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
-        a.OnGetNumber = _ =>
-        {
-            invoked.TrySetResult();
-            return release.Task;
-        };
+        using var held = a.HoldGetNumber();
 
-        try
-        {
-            var invoke = cluster.Hub(0).Clients.Client(a.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
-            await Eventually.WithinAsync(invoked.Task, "the client to receive the invocation");
-            await a.StopAsync();
+        var invoke = cluster.Hub(0).Clients.Client(a.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
+        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
+        await a.StopAsync();
 
-            var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
+        var ex = await Assert.ThrowsAnyAsync<Exception>(() => Eventually.WithinAsync(invoke, "the pending invoke to fail"));
 
-            Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
-            Assert.Contains("disconnected.", ex.Message, StringComparison.Ordinal);
-        }
-        finally
-        {
-            release.TrySetResult(0);
-        }
+        Assert.True(ex is IOException or HubException, $"Expected IOException or HubException, got {ex}");
+        Assert.Contains("disconnected.", ex.Message, StringComparison.Ordinal);
     }
 }

@@ -81,6 +81,15 @@ public sealed class TestClient : IAsyncDisposable
     /// <summary>Completes when the connection has closed (with the close exception, if any).</summary>
     public Task<Exception?> Closed => _closed.Task;
 
+    /// <summary>Makes "GetNumber" answers wait until the returned hold is released or disposed, so that a test can act
+    /// while a client-result invocation is pending. <see cref="HeldAnswer.Invoked"/> completes when one arrived.</summary>
+    public HeldAnswer HoldGetNumber()
+    {
+        var held = new HeldAnswer();
+        OnGetNumber = held.AnswerAsync;
+        return held;
+    }
+
     /// <summary>Computes the answer to a "GetNumber" client-result invocation. Default: the argument's length.</summary>
     public Func<string, Task<int>> OnGetNumber { get; set; } = argument => Task.FromResult(argument.Length);
 
@@ -188,5 +197,27 @@ public sealed class TestClient : IAsyncDisposable
         }
 
         changed.TrySetResult();
+    }
+}
+
+/// <summary>A "GetNumber" answer held back by <see cref="TestClient.HoldGetNumber"/>; disposing it answers 0.</summary>
+public sealed class HeldAnswer : IDisposable
+{
+    private readonly TaskCompletionSource _invoked = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource<int> _answer = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
+    /// <summary>Completes when the client has received a "GetNumber" invocation.</summary>
+    public Task Invoked => _invoked.Task;
+
+    /// <summary>Lets the held answers go, with <paramref name="value"/>.</summary>
+    public void Release(int value) => _answer.TrySetResult(value);
+
+    /// <inheritdoc />
+    public void Dispose() => Release(0);
+
+    internal Task<int> AnswerAsync(string argument)
+    {
+        _invoked.TrySetResult();
+        return _answer.Task;
     }
 }
