@@ -114,12 +114,13 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     {
         ArgumentNullException.ThrowIfNull(connectionIds);
         var message = new InvocationMessage(methodName, args);
+        SerializedHubMessage? serialized = null; // serialized once per protocol, however many local targets
         List<string>? remote = null;
         foreach (var id in connectionIds)
         {
             if (_connections.TryGetValue(id, out var local))
             {
-                await WriteAsync(local, new SerializedHubMessage(message), cancellationToken);
+                await WriteAsync(local, serialized ??= new SerializedHubMessage(message), cancellationToken);
             }
             else
             {
