@@ -39,16 +39,16 @@ public static class RedisStreamsDependencyInjectionExtensions
         ArgumentNullException.ThrowIfNull(signalrBuilder);
         ArgumentNullException.ThrowIfNull(configure);
         var services = signalrBuilder.Services;
-        var firstCall = !services.Any(d => d.ServiceType == typeof(RedisStreamsBackplane));
+        var firstCall = !services.Any(d => d.ServiceType == typeof(BackplaneNode));
         services.AddOptions<RedisStreamsOptions>().Configure(configure).ValidateOnStart();
         services.TryAddEnumerable(ServiceDescriptor.Singleton<IValidateOptions<RedisStreamsOptions>, RedisStreamsOptionsValidator>());
-        services.TryAddSingleton<RedisStreamsBackplane>();
-        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, RedisStreamsHostedService>());
+        services.TryAddSingleton<BackplaneNode>();
+        services.TryAddEnumerable(ServiceDescriptor.Singleton<IHostedService, NodeHostedService>());
         services.AddSingleton(typeof(HubLifetimeManager<>), typeof(RedisStreamsHubLifetimeManager<>));
         if (firstCall)
         {
             // Health check names must be unique: register it once, however often AddRedisStreams is called.
-            services.AddHealthChecks().AddCheck<RedisStreamsHealthCheck>("signalr-redis-streams", tags: ["ready"]);
+            services.AddHealthChecks().AddCheck<NodeHealthCheck>("signalr-redis-streams", tags: ["ready"]);
         }
         return signalrBuilder;
     }

@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Collections.Concurrent;
 using System.Diagnostics;
 using Microsoft.AspNetCore.SignalR;
@@ -15,20 +14,17 @@ namespace SignalR.RedisStreams;
 /// Register it with <c>services.AddSignalR().AddRedisStreams(...)</c>.
 /// </summary>
 /// <typeparam name="THub">The hub.</typeparam>
-public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<THub>, IDisposable where THub : Hub
+public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<THub>, IHubManager, IDisposable where THub : Hub
 {
     private static readonly string HubName = typeof(THub).FullName ?? typeof(THub).Name;
 
-    private readonly RedisStreamsBackplane _node;
+    private readonly BackplaneNode _node;
     private readonly ILogger _logger;
-    private readonly IHubProtocolResolver _protocolResolver;
     private readonly IHubProtocol[] _protocols;
     private readonly ConcurrentDictionary<string, HubConnectionContext> _connections = new(StringComparer.Ordinal);
     private readonly LocalIndex _groups = new();
     private readonly LocalIndex _users = new();
-    private readonly ConcurrentDictionary<string, PendingInvocation> _invocations = new(StringComparer.Ordinal);
-    private readonly ConcurrentDictionary<string, ProxiedInvocation> _proxied = new(StringComparer.Ordinal);
-    private readonly Adapter _adapter;
+    private readonly ClientResultsManager _clientResults;
 
     /// <summary>Created by DI; use <c>AddRedisStreams(...)</c>.</summary>
     public RedisStreamsHubLifetimeManager(
@@ -36,29 +32,33 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         IHubProtocolResolver hubProtocolResolver,
         IServiceProvider services)
     {
+        ArgumentNullException.ThrowIfNull(hubProtocolResolver);
         ArgumentNullException.ThrowIfNull(services);
         _logger = logger;
-        _protocolResolver = hubProtocolResolver;
-        _node = services.GetRequiredService<RedisStreamsBackplane>();
+        _node = services.GetRequiredService<BackplaneNode>();
         var supported = services.GetService<IOptions<HubOptions<THub>>>()?.Value.SupportedProtocols
             ?? services.GetService<IOptions<HubOptions>>()?.Value.SupportedProtocols;
         _protocols = hubProtocolResolver.AllProtocols
             .Where(p => supported is null || supported.Contains(p.Name, StringComparer.OrdinalIgnoreCase))
             .ToArray();
-        _adapter = new Adapter(this);
-        _node.Register(HubName, _adapter);
+        _clientResults = new ClientResultsManager(_node.NodeId, hubProtocolResolver);
+        _node.Register(HubName, this);
     }
 
     /// <inheritdoc />
+    /// <remarks>Completes only once this node reads the stream, so that the connection cannot miss a message sent
+    /// by another server after it connected. While Redis is unreachable that waits, at most
+    /// <see cref="RedisStreamsOptions.PublishTimeout"/>, then fails (SignalR closes the connection with an error).</remarks>
     public override async Task OnConnectedAsync(HubConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        await _node.WhenReadingAsync(connection.ConnectionAborted);
         _connections[connection.ConnectionId] = connection;
         if (connection.UserIdentifier is { } user)
         {
             _users.Add(user, connection);
         }
-        await _node.RegisterConnectionAsync(connection.ConnectionId);
+        await _node.Registry.AddAsync(connection.ConnectionId);
     }
 
     /// <inheritdoc />
@@ -72,21 +72,14 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             _users.Remove(user, connection);
         }
 
-        foreach (var (id, pending) in _invocations)
+        if (_clientResults.ConnectionLeft(connection.ConnectionId) is { } orphans)
         {
-            if (pending.ConnectionId == connection.ConnectionId && _invocations.TryRemove(id, out _))
+            foreach (var (invocationId, origin) in orphans)
             {
-                pending.Fail(new HubException("Connection disconnected."));
+                await TryPublishResultAsync(origin, invocationId, ResultStatus.ConnectionDisconnected, "", default);
             }
         }
-        foreach (var (id, proxied) in _proxied)
-        {
-            if (proxied.ConnectionId == connection.ConnectionId && _proxied.TryRemove(id, out _))
-            {
-                await TryPublishResultAsync(proxied.Origin, id, ResultStatus.ConnectionDisconnected, "", default);
-            }
-        }
-        await _node.UnregisterConnectionAsync(connection.ConnectionId);
+        await _node.Registry.RemoveAsync(connection.ConnectionId);
     }
 
     // ---------------------------------------------------------------- sends: everything but a local single target goes through the stream
@@ -201,14 +194,14 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             return;
         }
 
-        var owner = await _node.FindConnectionOwnerAsync(connectionId);
+        var owner = await _node.Registry.FindOwnerAsync(connectionId);
         if (owner is null || owner == _node.NodeId)
         {
             return; // no live node holds this connection: nothing to change (as for a local connection that left)
         }
 
-        _node.ExpectNode(owner);
-        var (ackId, acknowledged) = _node.CreateAck(owner);
+        _node.Membership.Expect(owner);
+        var (ackId, acknowledged) = _node.Acks.Create(owner);
         try
         {
             await PublishAsync(new StreamEntry
@@ -226,7 +219,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         }
         finally
         {
-            _node.ForgetAck(ackId);
+            _node.Acks.Forget(ackId);
         }
     }
 
@@ -248,36 +241,35 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     public override async Task<T> InvokeConnectionAsync<T>(string connectionId, string methodName, object?[] args, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connectionId);
-        var invocationId = _node.NewInvocationId();
-        var pending = new PendingInvocation<T>(connectionId);
+        var invocationId = _clientResults.NewInvocationId();
         var message = new InvocationMessage(invocationId, methodName, args);
+        PendingInvocation<T> pending;
 
         if (_connections.TryGetValue(connectionId, out var local))
         {
-            _invocations[invocationId] = pending;
+            pending = _clientResults.Add<T>(invocationId, connectionId, node: "", cancellationToken);
             try
             {
                 await WriteAsync(local, new SerializedHubMessage(message), cancellationToken);
             }
             catch
             {
-                _invocations.TryRemove(invocationId, out _);
+                _clientResults.Remove(invocationId);
                 throw;
             }
         }
         else
         {
-            var owner = await _node.FindConnectionOwnerAsync(connectionId);
+            var owner = await _node.Registry.FindOwnerAsync(connectionId);
             if (owner is null || owner == _node.NodeId)
             {
                 throw new IOException($"Connection '{connectionId}' does not exist.");
             }
-            pending.Node = owner;
-            _node.ExpectNode(owner);
-            _invocations[invocationId] = pending;
+            pending = _clientResults.Add<T>(invocationId, connectionId, owner, cancellationToken);
+            _node.Membership.Expect(owner);
             try
             {
-                await PublishAsync(new StreamEntry
+                await _node.PublishAsync(new StreamEntry
                 {
                     Kind = EntryKind.Invoke, Node = _node.NodeId, Hub = HubName, TargetNode = owner,
                     ConnectionId = connectionId, InvocationId = invocationId, Messages = Serialize(message),
@@ -285,39 +277,30 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             }
             catch
             {
-                _invocations.TryRemove(invocationId, out _);
+                _clientResults.Remove(invocationId);
                 throw;
             }
         }
 
-        try
-        {
-            return await pending.Task.WaitAsync(cancellationToken);
-        }
-        finally
-        {
-            _invocations.TryRemove(invocationId, out _);
-        }
+        return await pending.Task;
     }
 
     /// <inheritdoc />
+    /// <exception cref="InvalidOperationException">The invocation is pending for another connection; it stays pending.</exception>
     public override async Task SetConnectionResultAsync(string connectionId, CompletionMessage result)
     {
+        ArgumentNullException.ThrowIfNull(connectionId);
         ArgumentNullException.ThrowIfNull(result);
-        var invocationId = result.InvocationId ?? "";
-        if (_invocations.TryGetValue(invocationId, out var pending) && pending.ConnectionId == connectionId)
+        if (_clientResults.TryComplete(connectionId, result))
         {
-            _invocations.TryRemove(invocationId, out _);
-            pending.Complete(result);
             return;
         }
-        if (_proxied.TryGetValue(invocationId, out var proxied) && proxied.ConnectionId == connectionId
-            && _proxied.TryRemove(invocationId, out _)
-            && _connections.TryGetValue(connectionId, out var connection))
+        var invocationId = result.InvocationId ?? "";
+        if (_clientResults.TryTakeProxied(connectionId, invocationId, out var origin) && _connections.TryGetValue(connectionId, out var connection))
         {
             // Send the client's completion, as it encoded it, to the node that is waiting for it.
             var bytes = connection.Protocol.GetMessageBytes(result);
-            await TryPublishResultAsync(proxied.Origin, invocationId, ResultStatus.Completed, connection.Protocol.Name, bytes);
+            await TryPublishResultAsync(origin, invocationId, ResultStatus.Completed, connection.Protocol.Name, bytes);
             return;
         }
         Log.UnknownInvocation(_logger, invocationId);
@@ -325,20 +308,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     /// <inheritdoc />
     public override bool TryGetReturnType(string invocationId, [System.Diagnostics.CodeAnalysis.NotNullWhen(true)] out Type? type)
-    {
-        if (_invocations.TryGetValue(invocationId, out var pending))
-        {
-            type = pending.ResultType;
-            return true;
-        }
-        if (_proxied.ContainsKey(invocationId))
-        {
-            type = typeof(RawResult); // kept raw, forwarded to the waiting node, typed there
-            return true;
-        }
-        type = null;
-        return false;
-    }
+        => _clientResults.TryGetReturnType(invocationId, out type);
 
     private async Task TryPublishResultAsync(string origin, string invocationId, ResultStatus status, string protocol, ReadOnlyMemory<byte> payload)
     {
@@ -361,7 +331,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     // ---------------------------------------------------------------- receiving
 
-    private async ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity)
+    async ValueTask<int> IHubManager.DispatchAsync(StreamEntry entry, Activity? activity)
     {
         switch (entry.Kind)
         {
@@ -386,18 +356,14 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             case EntryKind.Invoke:
                 if (_connections.TryGetValue(entry.ConnectionId, out var target))
                 {
-                    _proxied[entry.InvocationId] = new ProxiedInvocation(entry.Node, entry.ConnectionId);
+                    _clientResults.AddProxied(entry.InvocationId, entry.Node, entry.ConnectionId);
                     await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
                     return 1;
                 }
                 _node.PublishInBackground(ResultEntry(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default));
                 return 0;
             case EntryKind.Result:
-                if (_invocations.TryRemove(entry.InvocationId, out var pending))
-                {
-                    CompleteFromRemote(pending, entry);
-                }
-                else
+                if (!_clientResults.CompleteFromRemote(entry.InvocationId, entry.Status, entry.Protocol, entry.Payload))
                 {
                     Log.UnknownInvocation(_logger, entry.InvocationId);
                 }
@@ -405,41 +371,6 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
                 return 0;
             default:
                 return 0;
-        }
-    }
-
-    private void CompleteFromRemote(PendingInvocation pending, StreamEntry entry)
-    {
-        switch (entry.Status)
-        {
-            case ResultStatus.ConnectionNotFound:
-                pending.Fail(new IOException($"Connection '{pending.ConnectionId}' does not exist."));
-                return;
-            case ResultStatus.ConnectionDisconnected:
-                pending.Fail(new HubException("Connection disconnected."));
-                return;
-            default:
-                break;
-        }
-        try
-        {
-            var protocol = _protocolResolver.GetProtocol(entry.Protocol, null)
-                ?? throw new InvalidDataException($"The result was encoded with protocol '{entry.Protocol}', which this server does not have.");
-            var data = new ReadOnlySequence<byte>(entry.Payload);
-            if (protocol.TryParseMessage(ref data, new ResultBinder(pending.ResultType), out var message) && message is CompletionMessage completion)
-            {
-                pending.Complete(completion);
-            }
-            else
-            {
-                pending.Fail(new InvalidDataException("The client's result could not be read."));
-            }
-        }
-#pragma warning disable CA1031 // whatever the protocol throws is the invocation's failure, not the reader's
-        catch (Exception ex)
-#pragma warning restore CA1031
-        {
-            pending.Fail(ex);
         }
     }
 
@@ -482,23 +413,9 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         }
     }
 
-    private void OnNodeGone(string nodeId)
-    {
-        foreach (var (id, pending) in _invocations)
-        {
-            if (pending.Node == nodeId && _invocations.TryRemove(id, out _))
-            {
-                pending.Fail(new HubException("Connection disconnected."));
-            }
-        }
-        foreach (var (id, proxied) in _proxied)
-        {
-            if (proxied.Origin == nodeId)
-            {
-                _proxied.TryRemove(id, out _);
-            }
-        }
-    }
+    void IHubManager.NodeGone(string nodeId) => _clientResults.NodeGone(nodeId);
+
+    IEnumerable<string> IHubManager.LocalConnectionIds => _connections.Keys;
 
     // ---------------------------------------------------------------- helpers
 
@@ -518,25 +435,4 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     /// <summary>Leaves the node; the node itself is stopped by the host.</summary>
     public void Dispose() => _node.Unregister(HubName);
-
-    /// <summary>Keeps the manager's internal callbacks off its public surface.</summary>
-    private sealed class Adapter(RedisStreamsHubLifetimeManager<THub> manager) : IBackplaneHub
-    {
-        public IEnumerable<string> LocalConnectionIds => manager._connections.Keys;
-
-        public ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity) => manager.DispatchAsync(entry, activity);
-
-        public void OnNodeGone(string nodeId) => manager.OnNodeGone(nodeId);
-    }
-
-    private sealed record ProxiedInvocation(string Origin, string ConnectionId);
-
-    private sealed class ResultBinder(Type resultType) : IInvocationBinder
-    {
-        public Type GetReturnType(string invocationId) => resultType;
-
-        public IReadOnlyList<Type> GetParameterTypes(string methodName) => throw new InvalidDataException("A result cannot carry an invocation.");
-
-        public Type GetStreamItemType(string streamId) => throw new InvalidDataException("A result cannot carry a stream item.");
-    }
 }

@@ -39,21 +39,21 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
     {
         await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output);
         var stream = cluster.KeyPrefix + cluster.StreamName;
-        var node = cluster.Nodes[0].Services.GetRequiredService<RedisStreamsBackplane>();
+        var node = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>();
 
         // A node that exists only in Redis: one heartbeat, one registered connection, then silence (as if killed).
         var ghost = "ghost-" + Guid.NewGuid().ToString("N")[..6];
         var heartbeat = StreamEntryFormat.Encode(new StreamEntry { Kind = EntryKind.Heartbeat, Node = ghost });
         await redis.Server.ExecuteAsync(["XADD", stream, "*", .. heartbeat.SelectMany(f => new[] { (string)f.Name!, f.Value.IsNullOrEmpty ? "" : (string)f.Value! })]);
         await redis.Server.ExecuteAsync("HSET", cluster.KeyPrefix + cluster.StreamName + ":connections", "ghost-connection", ghost);
-        await Eventually.TrueAsync(() => node.LiveNodes.Contains(ghost), "the ghost node is seen");
+        await Eventually.TrueAsync(() => node.Membership.LiveNodes.Contains(ghost), "the ghost node is seen");
 
         var started = DateTime.UtcNow;
         var invocation = cluster.Hub(0).Clients.Client("ghost-connection").InvokeAsync<int>(TestClient.GetNumberMethod, "x", CancellationToken.None);
 
         var ex = await Assert.ThrowsAsync<HubException>(() => Eventually.WithinAsync(invocation, "the invocation fails", TimeSpan.FromSeconds(20)));
         Assert.Equal("Connection disconnected.", ex.Message);
-        Assert.DoesNotContain(ghost, node.LiveNodes);
+        Assert.DoesNotContain(ghost, node.Membership.LiveNodes);
         Assert.True(DateTime.UtcNow - started >= TestCluster.TestHeartbeatInterval, "failed only once the node was judged silent");
         // The registry no longer points at the dead node: a new invocation fails fast as "does not exist".
         await Eventually.TrueAsync(async () => (await redis.Server.ExecuteAsync("HEXISTS", stream + ":connections", "ghost-connection")).ToString() == "0",
@@ -68,13 +68,13 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         await using var cluster = await TestCluster.StartAsync(redis.Server, 3, HubProtocolKind.Json, output);
         await using var a = await cluster.ConnectAsync(0);
         await using var c = await cluster.ConnectAsync(2);
-        var nodeA = cluster.Nodes[0].Services.GetRequiredService<RedisStreamsBackplane>();
-        var nodeB = cluster.Nodes[1].Services.GetRequiredService<RedisStreamsBackplane>().NodeId;
-        await Eventually.TrueAsync(() => nodeA.LiveNodes.Contains(nodeB), "node A hears node B");
+        var nodeA = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>();
+        var nodeB = cluster.Nodes[1].Services.GetRequiredService<BackplaneNode>().NodeId;
+        await Eventually.TrueAsync(() => nodeA.Membership.LiveNodes.Contains(nodeB), "node A hears node B");
 
         await cluster.StopNodeAsync(1);
 
-        await Eventually.TrueAsync(() => !nodeA.LiveNodes.Contains(nodeB), "node A drops node B");
+        await Eventually.TrueAsync(() => !nodeA.Membership.LiveNodes.Contains(nodeB), "node A drops node B");
         await cluster.Hub(2).Clients.All.SendAsync(TestClient.SendMethod, "still here");
         await a.WaitForTextAsync("still here");
         await c.WaitForTextAsync("still here");

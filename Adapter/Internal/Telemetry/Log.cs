@@ -64,4 +64,7 @@ internal static partial class Log
 
     [LoggerMessage(20, LogLevel.Information, "Publishing recovered after {Attempts} failed attempts.")]
     public static partial void PublishRecovered(ILogger logger, int attempts);
+
+    [LoggerMessage(21, LogLevel.Warning, "A connection was refused: the stream could not be read within {Timeout} (RedisStreamsOptions.PublishTimeout).")]
+    public static partial void ConnectionRefused(ILogger logger, TimeSpan timeout);
 }

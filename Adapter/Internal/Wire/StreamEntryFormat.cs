@@ -154,7 +154,7 @@ internal static class StreamEntryFormat
             throw new InvalidDataException($"Invalid sequence number '{sequence}'.");
         }
         if (!byte.TryParse((string?)kind, NumberStyles.None, CultureInfo.InvariantCulture, out var kindByte)
-            || kindByte is < (byte)EntryKind.All or > (byte)EntryKind.Goodbye)
+            || !Enum.IsDefined((EntryKind)kindByte))
         {
             throw new InvalidDataException($"Unknown entry kind '{kind}'.");
         }

@@ -30,6 +30,3 @@ internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
 
     public void Fail(Exception exception) => _completion.TrySetException(exception);
 }
-
-/// <summary>What the publisher keeps of an entry it appended, to append it again if Redis loses it.</summary>
-internal readonly record struct PublishedEntry(long Sequence, NameValueEntry[] Fields, long PublishedAt, ActivityContext Context);

@@ -1,0 +1,333 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace SignalR.RedisStreams.Internal;
+
+/// <summary>
+/// The node: one per process, shared by every hub. Builds the parts, starts and stops them in order, and routes each
+/// entry the reader hands over to the one part or hub manager that handles its kind.
+/// <para>A packet's path: a manager's send → <see cref="PublishAsync"/> → <see cref="StreamPublisher"/> (outbox,
+/// <see cref="IdempotentAppend"/>) → Redis → on every node <see cref="StreamReadLoop"/> (decode, dedup) →
+/// <see cref="HandleEntryAsync"/> → the hub's manager → its connections.</para>
+/// </summary>
+internal sealed class BackplaneNode : IAsyncDisposable
+{
+    private readonly RedisStreamsOptions _options;
+    private readonly ILogger _logger;
+    private readonly ConcurrentDictionary<string, IHubManager> _managers = new(StringComparer.Ordinal);
+    private readonly CancellationTokenSource _stopping = new();
+    private readonly Lock _startLock = new();
+    private readonly RedisConnections _connections;
+    private readonly RedisEpoch _epoch;
+
+    private Task? _startTask;
+    private Task? _readLoop;
+    private Task? _publishLoop;
+    private Task? _heartbeatLoop;
+    private volatile bool _stopped;
+
+    public BackplaneNode(IOptions<RedisStreamsOptions> options, ILoggerFactory loggerFactory, IServiceProvider services)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        ArgumentNullException.ThrowIfNull(loggerFactory);
+        _options = options.Value;
+        _logger = loggerFactory.CreateLogger("SignalR.RedisStreams.Backplane");
+        NodeId = Guid.NewGuid().ToString("N")[..16];
+        Keys = new RedisStreamsKeys(_options.KeyPrefix, _options.StreamName);
+        var meterFactory = services.GetService<IMeterFactory>() ?? new StandaloneMeterFactory();
+        // The gauges read parts created below; they are observed only once the node runs.
+        Instruments = new BackplaneInstruments(meterFactory, NodeId, () => Publisher!.OutboxDepth, () => Membership!.LiveCount, () => Reader!.EntriesBehind);
+
+        _connections = new RedisConnections(_options, services, _logger, NodeId);
+        _epoch = new RedisEpoch(Keys, CommandDatabase, OnRedisRestartedEmpty);
+        Membership = new NodeMembership(NodeId, _options, _logger, OnNodeGone);
+        Acks = new AckTracker();
+        Registry = new ConnectionRegistry(Keys, NodeId, CommandDatabaseAsync, Membership.IsGone, _logger);
+        Reader = new StreamReadLoop(_options, Keys, NodeId, _logger, Instruments, _epoch,
+            () => _connections.Reader.GetDatabase(), CommandDatabase, HandleEntryAsync, Membership.Heard, Membership.ResetClock, _stopping.Token);
+        Publisher = new StreamPublisher(_options, Keys, NodeId, _logger, Instruments, _epoch, CommandDatabase, Reader.Positioned, _stopping.Token);
+    }
+
+    public string NodeId { get; }
+    public RedisStreamsKeys Keys { get; }
+    public RedisStreamsOptions Options => _options;
+    public BackplaneInstruments Instruments { get; }
+    public StreamReadLoop Reader { get; }
+    public StreamPublisher Publisher { get; }
+    public NodeMembership Membership { get; }
+    public ConnectionRegistry Registry { get; }
+    public AckTracker Acks { get; }
+
+    public void Register(string hubName, IHubManager manager)
+    {
+        _managers[hubName] = manager;
+        EnsureStarted();
+    }
+
+    public void Unregister(string hubName) => _managers.TryRemove(hubName, out _);
+
+    // ------------------------------------------------------------------ sending
+
+    /// <summary>Appends a packet to the stream; returns when it is there (see <see cref="StreamPublisher.PublishAsync"/>).</summary>
+    public Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken)
+    {
+        if (_stopped)
+        {
+            return Task.FromException(StreamPublisher.ShuttingDown());
+        }
+        EnsureStarted();
+        return Publisher.PublishAsync(entry, cancellationToken);
+    }
+
+    /// <summary>Publishes without waiting for Redis (from the reader); a failure is logged.</summary>
+    public void PublishInBackground(StreamEntry entry)
+    {
+        if (!_stopped)
+        {
+            Publisher.PublishInBackground(entry);
+        }
+    }
+
+    // ------------------------------------------------------------------ receiving: the one router of entry kinds
+
+    private async Task HandleEntryAsync(string id, StreamEntry entry)
+    {
+        switch (entry.Kind)
+        {
+            case EntryKind.Heartbeat:
+                return; // hearing the sender was the point
+            case EntryKind.Goodbye:
+                Membership.SaidGoodbye(entry.Node);
+                return;
+            case EntryKind.Ack:
+                if (entry.TargetNode == NodeId)
+                {
+                    Acks.Complete(entry.AckId);
+                }
+                return;
+            default:
+                break; // every other kind is a hub's: its manager handles it
+        }
+
+        if (!_managers.TryGetValue(entry.Hub, out var manager))
+        {
+            return; // a hub this node does not serve
+        }
+        if (entry.TargetNode.Length > 0 && entry.TargetNode != NodeId)
+        {
+            return; // addressed to another node
+        }
+
+        using var activity = StartConsumerActivity(id, entry);
+        try
+        {
+            var reached = await manager.DispatchAsync(entry, activity);
+            activity?.SetTag("signalr.redis_streams.connections_reached", reached);
+            if (reached > 0)
+            {
+                Instruments.Dispatched.Add(reached);
+            }
+        }
+        catch (Exception ex)
+        {
+            activity?.SetStatus(ActivityStatusCode.Error, ex.Message);
+            Log.DispatchFailed(_logger, ex, id, entry.Kind);
+        }
+    }
+
+    private Activity? StartConsumerActivity(string id, StreamEntry entry)
+    {
+        if (!BackplaneInstruments.Source.HasListeners())
+        {
+            return null;
+        }
+        ActivityContext.TryParse(entry.TraceParent, null, isRemote: true, out var parent);
+        var activity = BackplaneInstruments.Source.StartActivity("receive " + Keys.StreamName, ActivityKind.Consumer, parent);
+        if (activity is not null)
+        {
+            activity.SetTag("messaging.system", "redis");
+            activity.SetTag("messaging.destination.name", Keys.StreamName);
+            activity.SetTag("messaging.operation.type", "process");
+            activity.SetTag("messaging.operation.name", "XREAD");
+            activity.SetTag("messaging.message.id", id);
+            activity.SetTag("signalr.hub", entry.Hub);
+            activity.SetTag("signalr.redis_streams.kind", entry.Kind.ToString());
+            activity.SetTag("signalr.redis_streams.node", NodeId);
+            activity.SetTag("signalr.redis_streams.sender", entry.Node);
+            activity.SetTag("signalr.redis_streams.sequence", entry.Sequence);
+        }
+        return activity;
+    }
+
+    // ------------------------------------------------------------------ what one part tells the others
+
+    private void OnRedisRestartedEmpty(string oldEpoch, string newEpoch)
+    {
+        Log.RedisRestartDetected(_logger, oldEpoch, newEpoch, Publisher.ReplayWindowCount);
+        Instruments.Restarts.Add(1);
+        _ = Registry.RewriteAsync(_managers.Values.SelectMany(m => m.LocalConnectionIds).ToList());
+        Publisher.RepublishSoon();
+    }
+
+    private void OnNodeGone(string node)
+    {
+        Acks.FailNode(node);
+        foreach (var manager in _managers.Values)
+        {
+            manager.NodeGone(node);
+        }
+        _ = Registry.ForgetNodeAsync(node);
+    }
+
+    // ------------------------------------------------------------------ start and stop
+
+    /// <summary>Connects and starts the loops, once.</summary>
+    public Task EnsureStarted()
+    {
+        lock (_startLock)
+        {
+            return _startTask ??= StartCoreAsync();
+        }
+    }
+
+    private async Task StartCoreAsync()
+    {
+        Log.Starting(_logger, NodeId, Keys.StreamName);
+        await _connections.ConnectAsync();
+        _readLoop = Task.Run(Reader.RunAsync);
+        _publishLoop = Task.Run(Publisher.RunAsync);
+        _heartbeatLoop = Task.Run(() => Membership.RunHeartbeatsAsync(Reader.Positioned, AnnounceAsync, () => Reader.SinceLastRead, _stopping.Token));
+    }
+
+    private async Task AnnounceAsync()
+    {
+        await Publisher.AppendUnsequencedAsync(EntryKind.Heartbeat);
+        await Reader.SampleEntriesBehindAsync();
+    }
+
+    /// <summary>The host's start: returns once the reader reads from a concrete position, so that no client can connect
+    /// before this node hears every send; or, when Redis is unreachable, once the first attempt failed (the node then
+    /// starts anyway, and its connections wait in <see cref="WhenReadingAsync"/>).</summary>
+    public async Task StartAsync(CancellationToken cancellationToken)
+    {
+        await EnsureStarted().WaitAsync(cancellationToken);
+        await Reader.FirstAttempt.WaitAsync(cancellationToken);
+    }
+
+    /// <summary>A connection arrives: complete once the reader is positioned (at once, normally). While Redis is
+    /// unreachable it waits, at most <c>PublishTimeout</c>, then throws <see cref="TimeoutException"/>: SignalR then
+    /// closes the connection with an error, and the client reconnects (through a balancer, possibly elsewhere).</summary>
+    public Task WhenReadingAsync(CancellationToken connectionAborted)
+    {
+        var positioned = Reader.Positioned;
+        return positioned.IsCompleted ? Task.CompletedTask : WaitForReaderAsync(positioned, connectionAborted);
+    }
+
+    private async Task WaitForReaderAsync(Task positioned, CancellationToken connectionAborted)
+    {
+        _ = EnsureStarted();
+        try
+        {
+            await positioned.WaitAsync(_options.PublishTimeout, connectionAborted);
+        }
+        catch (TimeoutException)
+        {
+            Log.ConnectionRefused(_logger, _options.PublishTimeout);
+            throw new TimeoutException(
+                $"The Redis Streams backplane could not read its stream within {_options.PublishTimeout} (RedisStreamsOptions.PublishTimeout): " +
+                "the connection is refused rather than left to miss messages (Redis unreachable?).");
+        }
+    }
+
+    public async Task StopAsync(CancellationToken cancellationToken)
+    {
+        if (_startTask is null || _stopped)
+        {
+            return;
+        }
+        _stopped = true;
+        try
+        {
+            await _startTask.WaitAsync(cancellationToken);
+        }
+        catch (Exception) when (!cancellationToken.IsCancellationRequested)
+        {
+            return;
+        }
+
+        Log.Stopping(_logger, NodeId, Publisher.OutboxDepth);
+        Publisher.CloseOutbox();
+        // Let what was sent before the stop go out, for a bounded time, then say goodbye.
+        using var drain = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        drain.CancelAfter(TimeSpan.FromSeconds(5));
+        try
+        {
+            await _publishLoop!.WaitAsync(drain.Token);
+        }
+        catch (OperationCanceledException)
+        {
+        }
+        try
+        {
+            if (Reader.IsPositioned) // a node that never reached Redis has nobody to say goodbye to
+            {
+                await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+            }
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException)
+        {
+            Log.HeartbeatFailed(_logger, ex);
+        }
+        await _stopping.CancelAsync();
+        // The reader may be blocked in XREAD for up to ReadBlockTime: closing its connection ends that at once.
+        await _connections.CloseReaderAsync();
+        foreach (var loop in new[] { _readLoop, _publishLoop, _heartbeatLoop })
+        {
+            try
+            {
+                await loop!.WaitAsync(TimeSpan.FromSeconds(5), cancellationToken);
+            }
+#pragma warning disable CA1031 // a loop's last error while stopping changes nothing: it was logged where it happened
+            catch (Exception)
+#pragma warning restore CA1031
+            {
+            }
+        }
+        Publisher.FailRemaining();
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await StopAsync(CancellationToken.None);
+        await _connections.DisposeAsync();
+        _stopping.Dispose();
+        _epoch.Dispose();
+        Instruments.Meter.Dispose();
+    }
+
+    private IDatabase CommandDatabase() => _connections.Commands.GetDatabase();
+
+    /// <summary>The command connection, once the node has connected (a manager used before the host started waits).</summary>
+    private async ValueTask<IDatabase> CommandDatabaseAsync()
+    {
+        var start = EnsureStarted();
+        if (!start.IsCompletedSuccessfully)
+        {
+            await start;
+        }
+        return CommandDatabase();
+    }
+
+    /// <summary>Used when the host has no IMeterFactory (the manager built outside a host).</summary>
+    private sealed class StandaloneMeterFactory : IMeterFactory
+    {
+        public Meter Create(MeterOptions options) => new(options);
+
+        public void Dispose() { }
+    }
+}

@@ -1,0 +1,100 @@
+using System.Globalization;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace SignalR.RedisStreams.Internal;
+
+/// <summary>The node's two Redis connections: one for commands (the application's shared multiplexer when it has one)
+/// and one of its own for the blocking reader, whose XREAD BLOCK would stall every other command on a shared one.</summary>
+internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProvider services, ILogger logger, string nodeId) : IAsyncDisposable
+{
+    private IConnectionMultiplexer? _commands;
+    private IConnectionMultiplexer? _reader;
+    private bool _ownsCommands;
+
+    public bool IsConnected => Volatile.Read(ref _reader) is not null;
+
+    public IConnectionMultiplexer Commands => _commands ?? throw new InvalidOperationException("The node is not connected yet.");
+
+    public IConnectionMultiplexer Reader => _reader ?? throw new InvalidOperationException("The node is not connected yet.");
+
+    /// <summary>Opens both (without waiting for Redis to answer: callers retry until it does).</summary>
+    public async Task ConnectAsync()
+    {
+        (_commands, _ownsCommands) = await CreateAsync(forReader: false);
+        (var reader, _) = await CreateAsync(forReader: true);
+        Volatile.Write(ref _reader, reader);
+    }
+
+    /// <summary>Ends a blocked XREAD at once (when the node stops).</summary>
+    public Task CloseReaderAsync() => _reader?.CloseAsync(allowCommandsToComplete: false) ?? Task.CompletedTask;
+
+    private async Task<(IConnectionMultiplexer Connection, bool Owned)> CreateAsync(bool forReader)
+    {
+        var log = new LoggerTextWriter(logger);
+        if (options.ConnectionFactory is { } factory)
+        {
+            return (await factory(log), true);
+        }
+
+        ConfigurationOptions configuration;
+        if (options.Configuration is { } configured)
+        {
+            configuration = configured.Clone();
+        }
+        else if (services.GetService<IConnectionMultiplexer>() is { } shared)
+        {
+            if (!forReader)
+            {
+                return (shared, false);
+            }
+            configuration = ConfigurationOptions.Parse(shared.Configuration);
+        }
+        else
+        {
+            configuration = ConfigurationOptions.Parse("localhost:6379");
+        }
+
+        configuration.AbortOnConnectFail = false;
+        if (forReader)
+        {
+            // The blocking read must end (ReadBlockTime) well before the connection's own timeout.
+            var needed = (int)options.ReadBlockTime.TotalMilliseconds + 5000;
+            configuration.AsyncTimeout = Math.Max(configuration.AsyncTimeout, needed);
+            configuration.SyncTimeout = Math.Max(configuration.SyncTimeout, needed);
+            configuration.ClientName = "signalr-streams-reader-" + nodeId;
+        }
+        else
+        {
+            configuration.ClientName ??= "signalr-streams-" + nodeId;
+        }
+        return (await ConnectionMultiplexer.ConnectAsync(configuration, log), true);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        if (_ownsCommands && _commands is not null)
+        {
+            await _commands.DisposeAsync();
+        }
+        if (_reader is not null)
+        {
+            await _reader.DisposeAsync();
+        }
+    }
+
+    /// <summary>Sends the multiplexer's connect log to our logger at debug level.</summary>
+    private sealed class LoggerTextWriter(ILogger logger) : StringWriter(CultureInfo.InvariantCulture)
+    {
+        public override void WriteLine(string? value)
+        {
+            if (logger.IsEnabled(LogLevel.Debug))
+            {
+#pragma warning disable CA1848, CA2254 // pass-through of the multiplexer's own lines
+                logger.LogDebug(value);
+#pragma warning restore CA1848, CA2254
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+using System.Diagnostics;
+using System.Globalization;
+using Microsoft.Extensions.Logging;
+using StackExchange.Redis;
+
+namespace SignalR.RedisStreams.Internal;
+
+/// <summary>
+/// Reads the stream on the node's dedicated connection with a blocking XREAD: positions itself at a concrete id
+/// (<see cref="StartPosition"/>), keeps the cursor, resumes after the last id it processed after any error (with
+/// backoff) and from the new stream's start after Redis restarted empty; decodes each entry (malformed ones are logged
+/// and skipped), drops duplicates and reports gaps (<see cref="SequenceTracker"/>), measures lag, and hands each new
+/// entry to the node.
+/// </summary>
+internal sealed class StreamReadLoop
+{
+    /// <summary>What the node does with a new (deduplicated) entry.</summary>
+    public delegate Task EntryHandler(string id, StreamEntry entry);
+
+    private readonly RedisStreamsOptions _options;
+    private readonly RedisStreamsKeys _keys;
+    private readonly string _nodeId;
+    private readonly ILogger _logger;
+    private readonly BackplaneInstruments _instruments;
+    private readonly RedisEpoch _epoch;
+    private readonly Func<IDatabase> _readerDatabase;
+    private readonly Func<IDatabase> _commandDatabase;
+    private readonly EntryHandler _handle;
+    private readonly Action<string> _senderHeard;
+    private readonly Action _recovered;
+    private readonly CancellationToken _stopping;
+    private readonly SequenceTracker _sequences = new();
+    private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    private string _cursor = "";
+    private long _lastReadOk;
+    private long _lastReadLagMs;
+    private long _entriesBehind;
+
+    public StreamReadLoop(
+        RedisStreamsOptions options, RedisStreamsKeys keys, string nodeId, ILogger logger, BackplaneInstruments instruments, RedisEpoch epoch,
+        Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase, EntryHandler handle, Action<string> senderHeard, Action recovered,
+        CancellationToken stopping)
+    {
+        _options = options;
+        _keys = keys;
+        _nodeId = nodeId;
+        _logger = logger;
+        _instruments = instruments;
+        _epoch = epoch;
+        _readerDatabase = readerDatabase;
+        _commandDatabase = commandDatabase;
+        _handle = handle;
+        _senderHeard = senderHeard;
+        _recovered = recovered;
+        _stopping = stopping;
+    }
+
+    /// <summary>Completes once the reader reads from a concrete position: from then on, whatever any node appends
+    /// reaches this node.</summary>
+    public Task Positioned => _positioned.Task;
+
+    /// <summary>Completes once the reader is positioned, or its first attempt failed (Redis unreachable at start).</summary>
+    public Task FirstAttempt => _firstAttempt.Task;
+
+    public bool IsPositioned => _positioned.Task.IsCompleted;
+
+    /// <summary>Time since the last XREAD completed (with or without entries).</summary>
+    public TimeSpan SinceLastRead => Volatile.Read(ref _lastReadOk) == 0 ? TimeSpan.MaxValue : Stopwatch.GetElapsedTime(Volatile.Read(ref _lastReadOk));
+
+    /// <summary>Age of the last entry processed when it was processed.</summary>
+    public TimeSpan LastReadLag => TimeSpan.FromMilliseconds(Interlocked.Read(ref _lastReadLagMs));
+
+    /// <summary>Entries in the stream after the cursor, as last sampled.</summary>
+    public long EntriesBehind => Interlocked.Read(ref _entriesBehind);
+
+    public async Task RunAsync()
+    {
+        var db = _readerDatabase();
+        var attempt = 0;
+        string? readerEpoch = null;
+        var blockMs = (long)_options.ReadBlockTime.TotalMilliseconds;
+        while (!_stopping.IsCancellationRequested)
+        {
+            try
+            {
+                if (readerEpoch is null || attempt > 0)
+                {
+                    // First start, or after an error: is this still the Redis (and stream) we were reading?
+                    var epoch = await _epoch.RefreshAsync(_stopping);
+                    if (readerEpoch is null)
+                    {
+                        _cursor = await StartPosition.ResolveAsync(_commandDatabase(), _keys, _sequences);
+                        Log.ReaderPositioned(_logger, _nodeId, _keys.StreamName, _cursor);
+                        _positioned.TrySetResult();
+                        _firstAttempt.TrySetResult();
+                    }
+                    else if (epoch != readerEpoch)
+                    {
+                        // Restarted empty: the old ids mean nothing now.
+                        _cursor = StartPosition.AfterEmptyRestart;
+                    }
+                    readerEpoch = epoch;
+                }
+
+                var result = await db.ExecuteAsync("XREAD", "COUNT", _options.ReadCount, "BLOCK", blockMs, "STREAMS", _keys.Stream, _cursor);
+                if (attempt > 0)
+                {
+                    Log.ReadRecovered(_logger, _keys.StreamName, attempt, _cursor);
+                    attempt = 0;
+                    _recovered();
+                }
+                Volatile.Write(ref _lastReadOk, Stopwatch.GetTimestamp());
+                if (!result.IsNull)
+                {
+                    await ProcessAsync(result);
+                }
+            }
+            catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
+            {
+                // Whatever failed (Redis, or a reply of an unexpected shape), the loop keeps its cursor and goes on.
+                attempt++;
+                _firstAttempt.TrySetResult();
+                _instruments.ReadErrors.Add(1);
+                var delay = Retry.Backoff(attempt);
+                Log.ReadFailed(_logger, ex, _keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
+                try
+                {
+                    await Task.Delay(delay, _stopping);
+                }
+                catch (OperationCanceledException)
+                {
+                    return;
+                }
+            }
+            catch (Exception) when (_stopping.IsCancellationRequested)
+            {
+                return; // stopping: the reader's connection was closed under the blocked XREAD
+            }
+        }
+    }
+
+    private async Task ProcessAsync(RedisResult result)
+    {
+        // XREAD reply: [[stream, [[id, [field, value, ...]], ...]]]
+        foreach (var stream in (RedisResult[])result!)
+        {
+            var parts = (RedisResult[])stream!;
+            foreach (var raw in (RedisResult[])parts[1]!)
+            {
+                var pair = (RedisResult[])raw!;
+                var id = pair[0].ToString();
+                _cursor = id;
+                _instruments.Received.Add(1);
+                var flat = (RedisResult[])pair[1]!;
+                var fields = new NameValueEntry[flat.Length / 2];
+                for (var i = 0; i < fields.Length; i++)
+                {
+                    fields[i] = new NameValueEntry((RedisValue)flat[2 * i], (RedisValue)flat[2 * i + 1]);
+                }
+                await ProcessEntryAsync(id, fields);
+            }
+        }
+    }
+
+    private async Task ProcessEntryAsync(string id, NameValueEntry[] fields)
+    {
+        StreamEntry entry;
+        try
+        {
+            entry = StreamEntryFormat.Decode(fields);
+        }
+        catch (InvalidDataException ex)
+        {
+            _instruments.Malformed.Add(1);
+            Log.MalformedEntry(_logger, id, _keys.StreamName, ex.Message);
+            return;
+        }
+
+        RecordLag(id);
+        _senderHeard(entry.Node);
+        if (entry.Sequence > 0)
+        {
+            if (!_sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
+            {
+                _instruments.Duplicates.Add(1);
+                return;
+            }
+            if (missing > 0)
+            {
+                _instruments.Gaps.Add(missing);
+                Log.GapDetected(_logger, missing, entry.Node, entry.Sequence - missing - 1, entry.Sequence);
+            }
+        }
+        await _handle(id, entry);
+    }
+
+    private void RecordLag(string id)
+    {
+        var dash = id.IndexOf('-', StringComparison.Ordinal);
+        if (dash > 0 && long.TryParse(id.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var ms))
+        {
+            var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - ms);
+            Interlocked.Exchange(ref _lastReadLagMs, lag);
+            _instruments.ReadLag.Record(lag);
+        }
+    }
+
+    /// <summary>Counts the entries after the cursor (up to 1 000), for the lag gauge; called with each heartbeat.</summary>
+    public async Task SampleEntriesBehindAsync()
+    {
+        const int Cap = 1000;
+        var cursor = _cursor;
+        if (cursor.Length == 0)
+        {
+            return;
+        }
+        var ahead = await _commandDatabase().StreamRangeAsync(_keys.Stream, "(" + cursor, "+", count: Cap);
+        Interlocked.Exchange(ref _entriesBehind, ahead.Length);
+    }
+}
