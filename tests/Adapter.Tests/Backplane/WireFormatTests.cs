@@ -33,6 +33,14 @@ public sealed class WireFormatTests
         { "Goodbye", "" },
     };
 
+    [Fact]
+    public void Every_entry_kind_has_golden_bytes()
+    {
+        var covered = GoldenPayloads().Select(row => Enum.Parse<EntryKind>((string)row[0]));
+
+        Assert.Equal(Enum.GetValues<EntryKind>().Order(), covered.Order());
+    }
+
     [Theory]
     [MemberData(nameof(GoldenPayloads))]
     public void Each_kind_encodes_to_its_documented_bytes_and_back(string kind, string payloadHex)

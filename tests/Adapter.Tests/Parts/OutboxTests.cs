@@ -1,0 +1,131 @@
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Logging.Abstractions;
+using SignalR.RedisStreams.Internal;
+using IDatabase = StackExchange.Redis.IDatabase;
+
+namespace SignalR.RedisStreams.Tests.Parts;
+
+/// <summary>Outbox order, numbering, back-pressure and the publish timeout, without Redis: nothing here ever takes
+/// a packet to Redis (the publisher's loop is not running), which is exactly a Redis that cannot be reached.</summary>
+public sealed class OutboxTests
+{
+    [Fact]
+    public async Task Packets_are_taken_in_the_order_they_were_added_and_numbered_from_one()
+    {
+        var outbox = new Outbox(capacity: 10);
+        var items = Enumerable.Range(0, 5).Select(_ => Item()).ToArray();
+        foreach (var item in items)
+        {
+            await outbox.AddAsync(item, CancellationToken.None);
+        }
+
+        var batch = new List<OutboxItem>();
+        outbox.TakeBatch(batch, max: 3);
+        outbox.TakeBatch(batch, max: 10);
+
+        Assert.Equal(items, batch);
+        Assert.Equal([1L, 2L, 3L, 4L, 5L], batch.Select(i => i.Entry.Sequence));
+        Assert.Equal(0, outbox.Depth);
+    }
+
+    [Fact]
+    public async Task A_packet_whose_sender_gave_up_is_dropped_without_a_number()
+    {
+        var outbox = new Outbox(capacity: 10);
+        var (first, abandoned, third) = (Item(), Item(), Item());
+        await outbox.AddAsync(first, CancellationToken.None);
+        await outbox.AddAsync(abandoned, CancellationToken.None);
+        await outbox.AddAsync(third, CancellationToken.None);
+        Assert.True(abandoned.TryAbandon());
+
+        var batch = new List<OutboxItem>();
+        outbox.TakeBatch(batch, max: 10);
+
+        Assert.Equal([first, third], batch);
+        Assert.Equal([1L, 2L], batch.Select(i => i.Entry.Sequence));
+        Assert.False(first.TryAbandon()); // taken: its sender can no longer give up on it
+    }
+
+    [Fact]
+    public async Task A_full_outbox_makes_the_sender_wait_until_a_packet_is_taken()
+    {
+        var outbox = new Outbox(capacity: 1);
+        await outbox.AddAsync(Item(), CancellationToken.None);
+
+        var waiting = outbox.AddAsync(Item(), CancellationToken.None).AsTask();
+        Assert.False(waiting.IsCompleted);
+        Assert.Equal(2, outbox.Depth);
+
+        outbox.TakeBatch([], max: 1);
+        await waiting.WaitAsync(TimeSpan.FromSeconds(5));
+        Assert.Equal(1, outbox.Depth);
+    }
+
+    [Fact]
+    public async Task A_send_Redis_never_takes_fails_after_PublishTimeout_and_is_never_published()
+    {
+        var publisher = Publisher(capacity: 10, TimeSpan.FromMilliseconds(200));
+
+        var ex = await Assert.ThrowsAsync<RedisStreamsPublishException>(
+            () => publisher.PublishAsync(Entry(), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)));
+
+        Assert.Contains("RedisStreamsOptions.PublishTimeout", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(1, publisher.OutboxDepth); // still queued, but abandoned: the loop will drop it unnumbered
+    }
+
+    [Fact]
+    public async Task A_send_into_an_outbox_that_stays_full_fails_after_PublishTimeout()
+    {
+        var publisher = Publisher(capacity: 1, TimeSpan.FromMilliseconds(200));
+        var first = publisher.PublishAsync(Entry(), CancellationToken.None);
+
+        var ex = await Assert.ThrowsAsync<RedisStreamsPublishException>(
+            () => publisher.PublishAsync(Entry(), CancellationToken.None).WaitAsync(TimeSpan.FromSeconds(10)));
+
+        Assert.Contains("outbox stayed full", ex.Message, StringComparison.Ordinal);
+        await Assert.ThrowsAsync<RedisStreamsPublishException>(() => first.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task A_send_cancelled_by_its_caller_throws_OperationCanceledException_not_a_publish_failure()
+    {
+        var publisher = Publisher(capacity: 10, TimeSpan.FromSeconds(30));
+        using var cancel = new CancellationTokenSource();
+
+        var send = publisher.PublishAsync(Entry(), cancel.Token);
+        await cancel.CancelAsync();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => send.WaitAsync(TimeSpan.FromSeconds(10)));
+    }
+
+    [Fact]
+    public async Task After_the_outbox_closes_a_send_fails_at_once_and_queued_ones_fail_when_the_node_stops()
+    {
+        var publisher = Publisher(capacity: 10, TimeSpan.FromSeconds(30));
+        var queued = publisher.PublishAsync(Entry(), CancellationToken.None);
+
+        publisher.CloseOutbox();
+        var late = await Assert.ThrowsAsync<RedisStreamsPublishException>(() => publisher.PublishAsync(Entry(), CancellationToken.None));
+        publisher.FailRemaining();
+
+        Assert.Contains("shutting down", late.Message, StringComparison.Ordinal);
+        var ex = await Assert.ThrowsAsync<RedisStreamsPublishException>(() => queued.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.Contains("shutting down", ex.Message, StringComparison.Ordinal);
+    }
+
+    private static OutboxItem Item() => new(Entry(), activity: null);
+
+    private static StreamEntry Entry() => new() { Kind = EntryKind.All, Node = "n", Hub = "h" };
+
+    private static StreamPublisher Publisher(int capacity, TimeSpan publishTimeout)
+    {
+        var options = new RedisStreamsOptions { OutboxCapacity = capacity, PublishTimeout = publishTimeout };
+        var keys = new RedisStreamsKeys("", "s");
+        var meters = new ServiceCollection().AddMetrics().BuildServiceProvider().GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>();
+        var instruments = new BackplaneInstruments(meters, "n", () => 0, () => 0, () => 0);
+        IDatabase NoRedis() => throw new InvalidOperationException("This test has no Redis.");
+        var epoch = new RedisEpoch(keys, NoRedis, (_, _) => { });
+        var neverPositioned = new TaskCompletionSource().Task;
+        return new StreamPublisher(options, keys, "n", NullLogger.Instance, instruments, epoch, NoRedis, neverPositioned, CancellationToken.None);
+    }
+}
