@@ -1,6 +1,9 @@
+using System.Diagnostics;
 using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using SignalR.RedisStreams.Tests.Infrastructure;
 using StackExchange.Redis;
 using Xunit.Abstractions;
@@ -85,6 +88,46 @@ public sealed class NodeStartupTests(RedisServerFixture redis, ITestOutputHelper
             redisReachable.TrySetResult();
             await node.DisposeAsync();
         }
+    }
+
+    [Fact]
+    public async Task A_node_whose_Redis_is_down_at_start_starts_unhealthy_holds_new_connections_and_serves_them_once_Redis_is_up()
+    {
+        // A private redis-server, stopped before the node starts: its port refuses connections.
+        await using var server = await RedisServer.StartAsync();
+        await server.StopAsync();
+        var id = Guid.NewGuid().ToString("N")[..12];
+        void Configure(RedisStreamsOptions o)
+        {
+            o.StreamName = $"test-{id}";
+            o.KeyPrefix = $"t{id}:";
+            o.HeartbeatInterval = TestCluster.TestHeartbeatInterval;
+            o.HeartbeatTimeout = TestCluster.TestHeartbeatTimeout;
+            o.ReadBlockTime = TestCluster.TestReadBlockTime;
+        }
+
+        var clock = Stopwatch.StartNew();
+        await using var node = await Eventually.WithinAsync(
+            TestNode.StartAsync(0, server.ConnectionString + ",connectTimeout=1000", Configure, output), "the node to start without Redis", TimeSpan.FromSeconds(60));
+        output.WriteLine($"the node started without Redis in {clock.Elapsed.TotalSeconds:0.0} s");
+        var health = await node.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync();
+        Assert.Equal(HealthStatus.Unhealthy, health.Status);
+
+        await using var connection = new HubConnectionBuilder().WithUrl(node.HubUrl, HttpTransportType.WebSockets).Build();
+        var received = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
+        connection.On<string>(TestClient.SendMethod, text => received.TrySetResult(text));
+        await Eventually.WithinAsync(connection.StartAsync(), "the handshake");
+        var ping = connection.InvokeAsync<string>(nameof(TestHub.Ping));
+        await Eventually.TrueAsync(async () => (await node.Services.GetRequiredService<HealthCheckService>().CheckHealthAsync()).Status == HealthStatus.Unhealthy,
+            "the node still unable to read while the connection waits");
+        Assert.False(ping.IsCompleted, "the connection must not be served before the node reads the stream");
+
+        await server.RestartAsync();
+
+        Assert.Equal(connection.ConnectionId, await Eventually.WithinAsync(ping, "the held connection to be served once Redis is up", TimeSpan.FromSeconds(60)));
+        await node.HubContext.Clients.All.SendAsync(TestClient.SendMethod, "after redis came up");
+        Assert.Equal("after redis came up", await Eventually.WithinAsync(received.Task, "a message through the stream"));
+        Assert.Equal(HubConnectionState.Connected, connection.State);
     }
 
     /// <inheritdoc />
