@@ -48,9 +48,10 @@ internal sealed class BackplaneNode : IAsyncDisposable
         Membership = new NodeMembership(NodeId, _options, _logger, OnNodeGone);
         Acks = new AckTracker();
         Registry = new ConnectionRegistry(Keys, NodeId, CommandDatabaseAsync, Membership.IsGone, _logger);
-        Reader = new StreamReadLoop(_options, Keys, NodeId, _logger, Instruments, _epoch,
+        var context = new NodeContext(NodeId, _options, Keys, _logger, Instruments);
+        Reader = new StreamReadLoop(context, _epoch,
             () => _connections.Reader.GetDatabase(), CommandDatabase, HandleEntryAsync, Membership.Heard, Membership.ResetClock, _stopping.Token);
-        Publisher = new StreamPublisher(_options, Keys, NodeId, _logger, Instruments, _epoch, CommandDatabase, Reader.Positioned, _stopping.Token);
+        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Reader.Positioned, _stopping.Token);
     }
 
     public string NodeId { get; }

@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Threading.Channels;
-using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
@@ -15,11 +14,7 @@ internal sealed class StreamPublisher
 {
     private const int MaxBatch = 64;
 
-    private readonly RedisStreamsOptions _options;
-    private readonly RedisStreamsKeys _keys;
-    private readonly string _nodeId;
-    private readonly ILogger _logger;
-    private readonly BackplaneInstruments _instruments;
+    private readonly NodeContext _node;
     private readonly RedisEpoch _epoch;
     private readonly Func<IDatabase> _database;
     private readonly Task _readerPositioned;
@@ -27,21 +22,15 @@ internal sealed class StreamPublisher
     private readonly Outbox _outbox;
     private readonly ReplayWindow _window;
 
-    public StreamPublisher(
-        RedisStreamsOptions options, RedisStreamsKeys keys, string nodeId, ILogger logger, BackplaneInstruments instruments,
-        RedisEpoch epoch, Func<IDatabase> database, Task readerPositioned, CancellationToken stopping)
+    public StreamPublisher(NodeContext node, RedisEpoch epoch, Func<IDatabase> database, Task readerPositioned, CancellationToken stopping)
     {
-        _options = options;
-        _keys = keys;
-        _nodeId = nodeId;
-        _logger = logger;
-        _instruments = instruments;
+        _node = node;
         _epoch = epoch;
         _database = database;
         _readerPositioned = readerPositioned;
         _stopping = stopping;
-        _outbox = new Outbox(options.OutboxCapacity);
-        _window = new ReplayWindow(options.ReplayWindow, options.MaxLength);
+        _outbox = new Outbox(node.Options.OutboxCapacity);
+        _window = new ReplayWindow(node.Options.ReplayWindow, node.Options.MaxLength);
     }
 
     public int OutboxDepth => _outbox.Depth;
@@ -53,22 +42,22 @@ internal sealed class StreamPublisher
     /// node is shutting down.</summary>
     public async Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken)
     {
-        var activity = BackplaneInstruments.Source.StartActivity("publish " + _keys.StreamName, ActivityKind.Producer);
+        var activity = BackplaneInstruments.Source.StartActivity("publish " + _node.Keys.StreamName, ActivityKind.Producer);
         if (activity is not null)
         {
             activity.SetTag("messaging.system", "redis");
-            activity.SetTag("messaging.destination.name", _keys.StreamName);
+            activity.SetTag("messaging.destination.name", _node.Keys.StreamName);
             activity.SetTag("messaging.operation.type", "send");
             activity.SetTag("messaging.operation.name", "XADD");
             activity.SetTag("signalr.hub", entry.Hub);
             activity.SetTag("signalr.redis_streams.kind", entry.Kind.ToString());
-            activity.SetTag("signalr.redis_streams.node", _nodeId);
+            activity.SetTag("signalr.redis_streams.node", _node.NodeId);
             entry.TraceParent = activity.Id;
         }
 
         var item = new OutboxItem(entry, activity);
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_options.PublishTimeout);
+        timeout.CancelAfter(_node.Options.PublishTimeout);
         try
         {
             try
@@ -81,7 +70,7 @@ internal sealed class StreamPublisher
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
-                throw Fail($"The outbox stayed full for {_options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
+                throw Fail($"The outbox stayed full for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
             }
 
             try
@@ -94,14 +83,14 @@ internal sealed class StreamPublisher
                 {
                     throw;
                 }
-                throw Fail($"Redis could not be reached for {_options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
+                throw Fail($"Redis could not be reached for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
             }
             catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
             {
                 // Already handed to Redis: it is retried until Redis answers, so wait for it.
                 await item.Completion;
             }
-            _instruments.PublishDuration.Record(Stopwatch.GetElapsedTime(item.EnqueuedAt).TotalMilliseconds);
+            _node.Instruments.PublishDuration.Record(Stopwatch.GetElapsedTime(item.EnqueuedAt).TotalMilliseconds);
         }
         catch (Exception ex) when (activity is not null)
         {
@@ -116,8 +105,8 @@ internal sealed class StreamPublisher
 
         Exception Fail(string message)
         {
-            Log.PublishTimedOut(_logger, entry.Kind, _options.PublishTimeout);
-            _instruments.PublishFailures.Add(1);
+            Log.PublishTimedOut(_node.Logger, entry.Kind, _node.Options.PublishTimeout);
+            _node.Instruments.PublishFailures.Add(1);
             return new RedisStreamsPublishException(message);
         }
     }
@@ -136,7 +125,7 @@ internal sealed class StreamPublisher
         }
         catch (RedisStreamsPublishException ex)
         {
-            Log.DispatchFailed(_logger, ex, entry.InvocationId, entry.Kind);
+            Log.DispatchFailed(_node.Logger, ex, entry.InvocationId, entry.Kind);
         }
     }
 
@@ -148,19 +137,19 @@ internal sealed class StreamPublisher
     {
         try
         {
-            await PublishAsync(new StreamEntry { Kind = EntryKind.Heartbeat, Node = _nodeId }, _stopping);
+            await PublishAsync(new StreamEntry { Kind = EntryKind.Heartbeat, Node = _node.NodeId }, _stopping);
         }
         catch (Exception ex) when (ex is RedisStreamsPublishException or OperationCanceledException)
         {
-            Log.HeartbeatFailed(_logger, ex);
+            Log.HeartbeatFailed(_node.Logger, ex);
         }
     }
 
     /// <summary>Appends an entry that carries no sequence number (heartbeat, goodbye): not ordered, not repaired.</summary>
     public async Task AppendUnsequencedAsync(EntryKind kind)
     {
-        var fields = StreamEntryFormat.Encode(new StreamEntry { Kind = kind, Node = _nodeId });
-        await _database().StreamAddAsync(_keys.Stream, fields, maxLength: _options.MaxLength, useApproximateMaxLength: true);
+        var fields = StreamEntryFormat.Encode(new StreamEntry { Kind = kind, Node = _node.NodeId });
+        await _database().StreamAddAsync(_node.Keys.Stream, fields, maxLength: _node.Options.MaxLength, useApproximateMaxLength: true);
     }
 
     /// <summary>No more sends are accepted; what is queued is still published by the loop.</summary>
@@ -216,7 +205,7 @@ internal sealed class StreamPublisher
                 // Pipelined: every append of the batch is sent before the first reply is awaited.
                 for (var i = next; i < batch.Count; i++)
                 {
-                    appends[i] = IdempotentAppend.AppendAsync(db, _keys, epoch, _nodeId, batch[i].Entry.Sequence, batch[i].Fields!, force && i == next, _options.MaxLength);
+                    appends[i] = IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, batch[i].Entry.Sequence, batch[i].Fields!, force && i == next, _node.Options.MaxLength);
                 }
                 force = false;
                 for (var i = next; i < batch.Count; i++)
@@ -228,7 +217,7 @@ internal sealed class StreamPublisher
                         _window.Add(new PublishedEntry(item.Entry.Sequence, item.Fields!, Stopwatch.GetTimestamp(), item.Activity?.Context ?? default));
                         item.Activity?.SetTag("messaging.message.id", result.EntryId);
                         item.Complete();
-                        _instruments.Published.Add(1);
+                        _node.Instruments.Published.Add(1);
                         next = i + 1;
                         continue;
                     }
@@ -244,7 +233,7 @@ internal sealed class StreamPublisher
                 }
                 if (attempt > 0 && next > 0)
                 {
-                    Log.PublishRecovered(_logger, attempt);
+                    Log.PublishRecovered(_node.Logger, attempt);
                     attempt = 0;
                 }
             }
@@ -253,8 +242,8 @@ internal sealed class StreamPublisher
                 // Redis unreachable, timed out, or answered an error: the entries stay in order and are retried.
                 attempt++;
                 var delay = Retry.Backoff(attempt);
-                Log.PublishFailed(_logger, ex, batch.Count - next, attempt, (int)delay.TotalMilliseconds);
-                _instruments.PublishRetries.Add(batch.Count - next);
+                Log.PublishFailed(_node.Logger, ex, batch.Count - next, attempt, (int)delay.TotalMilliseconds);
+                _node.Instruments.PublishRetries.Add(batch.Count - next);
                 for (var i = next; i < batch.Count; i++)
                 {
                     batch[i].Activity?.AddEvent(new ActivityEvent("publish.retry", tags: new ActivityTagsCollection
@@ -288,22 +277,22 @@ internal sealed class StreamPublisher
     private async Task<bool> RepairAsync(IDatabase db, long last, long sequence)
     {
         var plan = _window.PlanRepair(last, sequence);
-        Log.SequenceRepair(_logger, last, sequence, plan.Republish.Count);
+        Log.SequenceRepair(_node.Logger, last, sequence, plan.Republish.Count);
         if (plan.Lost > 0)
         {
-            Log.ReplayWindowExceeded(_logger, plan.Lost);
+            Log.ReplayWindowExceeded(_node.Logger, plan.Lost);
         }
         var epoch = await _epoch.CurrentAsync(_stopping);
         foreach (var (entry, force) in plan.Republish)
         {
             using var republish = entry.Context == default
                 ? null
-                : BackplaneInstruments.Source.StartActivity("republish " + _keys.StreamName, ActivityKind.Producer, entry.Context);
+                : BackplaneInstruments.Source.StartActivity("republish " + _node.Keys.StreamName, ActivityKind.Producer, entry.Context);
             republish?.SetTag("messaging.system", "redis");
-            republish?.SetTag("messaging.destination.name", _keys.StreamName);
+            republish?.SetTag("messaging.destination.name", _node.Keys.StreamName);
             republish?.SetTag("messaging.operation.type", "send");
             republish?.SetTag("signalr.redis_streams.sequence", entry.Sequence);
-            var result = await IdempotentAppend.AppendAsync(db, _keys, epoch, _nodeId, entry.Sequence, entry.Fields, force, _options.MaxLength);
+            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entry.Sequence, entry.Fields, force, _node.Options.MaxLength);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
                 await _epoch.RefreshAsync(_stopping);

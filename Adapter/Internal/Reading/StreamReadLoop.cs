@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
@@ -17,11 +16,7 @@ internal sealed class StreamReadLoop
     /// <summary>What the node does with a new (deduplicated) entry.</summary>
     public delegate Task EntryHandler(string id, StreamEntry entry);
 
-    private readonly RedisStreamsOptions _options;
-    private readonly RedisStreamsKeys _keys;
-    private readonly string _nodeId;
-    private readonly ILogger _logger;
-    private readonly BackplaneInstruments _instruments;
+    private readonly NodeContext _node;
     private readonly RedisEpoch _epoch;
     private readonly Func<IDatabase> _readerDatabase;
     private readonly Func<IDatabase> _commandDatabase;
@@ -38,15 +33,10 @@ internal sealed class StreamReadLoop
     private long _entriesBehind;
 
     public StreamReadLoop(
-        RedisStreamsOptions options, RedisStreamsKeys keys, string nodeId, ILogger logger, BackplaneInstruments instruments, RedisEpoch epoch,
-        Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase, EntryHandler handle, Action<string> senderHeard, Action recovered,
-        CancellationToken stopping)
+        NodeContext node, RedisEpoch epoch, Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase,
+        EntryHandler handle, Action<string> senderHeard, Action recovered, CancellationToken stopping)
     {
-        _options = options;
-        _keys = keys;
-        _nodeId = nodeId;
-        _logger = logger;
-        _instruments = instruments;
+        _node = node;
         _epoch = epoch;
         _readerDatabase = readerDatabase;
         _commandDatabase = commandDatabase;
@@ -79,7 +69,7 @@ internal sealed class StreamReadLoop
         var db = _readerDatabase();
         var attempt = 0;
         string? readerEpoch = null;
-        var blockMs = (long)_options.ReadBlockTime.TotalMilliseconds;
+        var blockMs = (long)_node.Options.ReadBlockTime.TotalMilliseconds;
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -90,8 +80,8 @@ internal sealed class StreamReadLoop
                     var epoch = await _epoch.RefreshAsync(_stopping);
                     if (readerEpoch is null)
                     {
-                        _cursor = await StartPosition.ResolveAsync(_commandDatabase(), _keys, _sequences);
-                        Log.ReaderPositioned(_logger, _nodeId, _keys.StreamName, _cursor);
+                        _cursor = await StartPosition.ResolveAsync(_commandDatabase(), _node.Keys, _sequences);
+                        Log.ReaderPositioned(_node.Logger, _node.NodeId, _node.Keys.StreamName, _cursor);
                         _positioned.TrySetResult();
                         _firstAttempt.TrySetResult();
                     }
@@ -103,10 +93,10 @@ internal sealed class StreamReadLoop
                     readerEpoch = epoch;
                 }
 
-                var result = await db.ExecuteAsync("XREAD", "COUNT", _options.ReadCount, "BLOCK", blockMs, "STREAMS", _keys.Stream, _cursor);
+                var result = await db.ExecuteAsync("XREAD", "COUNT", _node.Options.ReadCount, "BLOCK", blockMs, "STREAMS", _node.Keys.Stream, _cursor);
                 if (attempt > 0)
                 {
-                    Log.ReadRecovered(_logger, _keys.StreamName, attempt, _cursor);
+                    Log.ReadRecovered(_node.Logger, _node.Keys.StreamName, attempt, _cursor);
                     attempt = 0;
                     _recovered();
                 }
@@ -121,9 +111,9 @@ internal sealed class StreamReadLoop
                 // Whatever failed (Redis, or a reply of an unexpected shape), the loop keeps its cursor and goes on.
                 attempt++;
                 _firstAttempt.TrySetResult();
-                _instruments.ReadErrors.Add(1);
+                _node.Instruments.ReadErrors.Add(1);
                 var delay = Retry.Backoff(attempt);
-                Log.ReadFailed(_logger, ex, _keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
+                Log.ReadFailed(_node.Logger, ex, _node.Keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
                 try
                 {
                     await Task.Delay(delay, _stopping);
@@ -151,7 +141,7 @@ internal sealed class StreamReadLoop
                 var pair = (RedisResult[])raw!;
                 var id = pair[0].ToString();
                 _cursor = id;
-                _instruments.Received.Add(1);
+                _node.Instruments.Received.Add(1);
                 var flat = (RedisResult[])pair[1]!;
                 var fields = new NameValueEntry[flat.Length / 2];
                 for (var i = 0; i < fields.Length; i++)
@@ -172,8 +162,8 @@ internal sealed class StreamReadLoop
         }
         catch (InvalidDataException ex)
         {
-            _instruments.Malformed.Add(1);
-            Log.MalformedEntry(_logger, id, _keys.StreamName, ex.Message);
+            _node.Instruments.Malformed.Add(1);
+            Log.MalformedEntry(_node.Logger, id, _node.Keys.StreamName, ex.Message);
             return;
         }
 
@@ -183,13 +173,13 @@ internal sealed class StreamReadLoop
         {
             if (!_sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
             {
-                _instruments.Duplicates.Add(1);
+                _node.Instruments.Duplicates.Add(1);
                 return;
             }
             if (missing > 0)
             {
-                _instruments.Gaps.Add(missing);
-                Log.GapDetected(_logger, missing, entry.Node, entry.Sequence - missing - 1, entry.Sequence);
+                _node.Instruments.Gaps.Add(missing);
+                Log.GapDetected(_node.Logger, missing, entry.Node, entry.Sequence - missing - 1, entry.Sequence);
             }
         }
         await _handle(id, entry);
@@ -202,7 +192,7 @@ internal sealed class StreamReadLoop
         {
             var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - ms);
             Interlocked.Exchange(ref _lastReadLagMs, lag);
-            _instruments.ReadLag.Record(lag);
+            _node.Instruments.ReadLag.Record(lag);
         }
     }
 
@@ -215,7 +205,7 @@ internal sealed class StreamReadLoop
         {
             return;
         }
-        var ahead = await _commandDatabase().StreamRangeAsync(_keys.Stream, "(" + cursor, "+", count: Cap);
+        var ahead = await _commandDatabase().StreamRangeAsync(_node.Keys.Stream, "(" + cursor, "+", count: Cap);
         Interlocked.Exchange(ref _entriesBehind, ahead.Length);
     }
 }

@@ -126,6 +126,6 @@ public sealed class OutboxTests
         IDatabase NoRedis() => throw new InvalidOperationException("This test has no Redis.");
         var epoch = new RedisEpoch(keys, NoRedis, (_, _) => { });
         var neverPositioned = new TaskCompletionSource().Task;
-        return new StreamPublisher(options, keys, "n", NullLogger.Instance, instruments, epoch, NoRedis, neverPositioned, CancellationToken.None);
+        return new StreamPublisher(new NodeContext("n", options, keys, NullLogger.Instance, instruments), epoch, NoRedis, neverPositioned, CancellationToken.None);
     }
 }
