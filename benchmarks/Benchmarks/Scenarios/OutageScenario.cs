@@ -51,7 +51,7 @@ internal sealed record OutageSettings(
 /// senders were told was sent.</summary>
 internal static class OutageScenario
 {
-    private const byte NotAttempted = 0;
+    // A sender's Status bytes: 0 (the array's default) = not attempted, then one of these.
     private const byte Pending = 1;
     private const byte Sent = 2;
     private const byte Failed = 3;

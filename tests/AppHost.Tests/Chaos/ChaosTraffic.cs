@@ -20,8 +20,6 @@ internal sealed class ChaosTraffic : IAsyncDisposable
 
     private ChaosTraffic(string label) => _label = label;
 
-    public IReadOnlyList<Receiver> Receivers => _receivers;
-
     public IReadOnlyList<Sender> Senders => _senders;
 
     public int Issued => _senders.Sum(s => s.Issued);

@@ -9,9 +9,6 @@ public static partial class UnixSignal
     /// <summary>SIGKILL: the process dies at once, without cleanup.</summary>
     public const int Kill = 9;
 
-    /// <summary>SIGTERM: asks the process to exit.</summary>
-    public const int Terminate = 15;
-
     /// <summary>SIGCONT: resumes a stopped process.</summary>
     public const int Continue = 18;
 
