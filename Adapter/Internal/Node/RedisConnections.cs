@@ -13,8 +13,6 @@ internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProv
     private IConnectionMultiplexer? _reader;
     private bool _ownsCommands;
 
-    public bool IsConnected => Volatile.Read(ref _reader) is not null;
-
     public IConnectionMultiplexer Commands => _commands ?? throw new InvalidOperationException("The node is not connected yet.");
 
     public IConnectionMultiplexer Reader => _reader ?? throw new InvalidOperationException("The node is not connected yet.");

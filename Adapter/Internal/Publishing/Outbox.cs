@@ -24,9 +24,6 @@ internal sealed class Outbox
     /// <summary>Packets waiting.</summary>
     public int Depth => Volatile.Read(ref _depth);
 
-    /// <summary>The last sequence number given (by <see cref="TakeBatch"/>).</summary>
-    public long LastSequence => Interlocked.Read(ref _lastSequence);
-
     /// <summary>Completes when the outbox was closed and emptied.</summary>
     public Task Completion => _channel.Reader.Completion;
 

@@ -170,6 +170,9 @@ public sealed class TestClient : IAsyncDisposable
     public Task<ReceivedMessage> WaitForTextAsync(string text, TimeSpan? timeout = null)
         => WaitForAsync(m => m.Method == SendMethod && m.Text == text, $"\"{text}\"", timeout);
 
+    /// <summary>True when a "Send" message with <paramref name="text"/> has been received.</summary>
+    public bool HasReceived(string text) => Texts.Contains(text);
+
     /// <summary>Stops the connection (a clean client-side disconnect).</summary>
     public async Task StopAsync()
     {
