@@ -336,13 +336,13 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         switch (entry.Kind)
         {
             case EntryKind.All:
-                return await WriteToAsync(_connections.Values, entry);
+                return await WriteToAll(entry);
             case EntryKind.Connections:
-                return await WriteToAsync(entry.Targets.Select(id => _connections.GetValueOrDefault(id)).OfType<HubConnectionContext>(), entry);
+                return await WriteToConnections(entry);
             case EntryKind.Groups:
-                return await WriteToAsync(_groups.Members(entry.Targets), entry);
+                return await WriteTo(_groups.Members(entry.Targets), entry);
             case EntryKind.Users:
-                return await WriteToAsync(_users.Members(entry.Targets), entry);
+                return await WriteTo(_users.Members(entry.Targets), entry);
             case EntryKind.GroupCommand:
                 if (_connections.TryGetValue(entry.ConnectionId, out var member))
                 {
@@ -374,31 +374,76 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         }
     }
 
-    private async ValueTask<int> WriteToAsync(IEnumerable<HubConnectionContext> connections, StreamEntry entry)
+    /// <summary>Writes one entry's message to local connections: serialized once per protocol for all of them, the
+    /// excluded ones skipped, writes that complete at once not awaited one by one.</summary>
+    private struct FanOut(StreamEntry entry)
     {
-        var excluded = entry.Excluded;
-        SerializedHubMessage? message = null;
-        List<Task>? slow = null;
-        var count = 0;
-        foreach (var connection in connections)
+        private SerializedHubMessage? _message;
+        private List<Task>? _pending;
+
+        public int Count { get; private set; }
+
+        public void Write(RedisStreamsHubLifetimeManager<THub> manager, HubConnectionContext connection)
         {
+            var excluded = entry.Excluded;
             if (excluded.Count > 0 && excluded.Contains(connection.ConnectionId))
             {
-                continue;
+                return;
             }
-            message ??= new SerializedHubMessage(entry.Messages);
-            count++;
-            var write = WriteAsync(connection, message, CancellationToken.None);
+            _message ??= new SerializedHubMessage(entry.Messages);
+            Count++;
+            var write = manager.WriteAsync(connection, _message, CancellationToken.None);
             if (!write.IsCompletedSuccessfully)
             {
-                (slow ??= []).Add(write.AsTask());
+                (_pending ??= []).Add(write.AsTask());
             }
         }
-        if (slow is not null)
+
+        public readonly ValueTask<int> CompleteAsync()
+            => _pending is null ? new ValueTask<int>(Count) : WaitAsync(_pending, Count);
+
+        private static async ValueTask<int> WaitAsync(List<Task> pending, int count)
         {
-            await Task.WhenAll(slow);
+            await Task.WhenAll(pending);
+            return count;
         }
-        return count;
+    }
+
+    private ValueTask<int> WriteToAll(StreamEntry entry)
+    {
+        var fan = new FanOut(entry);
+        foreach (var (_, connection) in _connections) // the dictionary's own enumerator: no lock, no copy
+        {
+            fan.Write(this, connection);
+        }
+        return fan.CompleteAsync();
+    }
+
+    private ValueTask<int> WriteToConnections(StreamEntry entry)
+    {
+        var fan = new FanOut(entry);
+        foreach (var id in entry.Targets)
+        {
+            if (_connections.TryGetValue(id, out var connection))
+            {
+                fan.Write(this, connection);
+            }
+        }
+        return fan.CompleteAsync();
+    }
+
+    private ValueTask<int> WriteTo(IReadOnlyCollection<HubConnectionContext> members, StreamEntry entry)
+    {
+        if (members.Count == 0)
+        {
+            return new ValueTask<int>(0);
+        }
+        var fan = new FanOut(entry);
+        foreach (var connection in members)
+        {
+            fan.Write(this, connection);
+        }
+        return fan.CompleteAsync();
     }
 
     private async ValueTask WriteAsync(HubConnectionContext connection, SerializedHubMessage message, CancellationToken cancellationToken)

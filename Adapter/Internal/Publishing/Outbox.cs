@@ -1,24 +1,37 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Threading.Channels;
 
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>The ordered queue of packets waiting to be appended. Bounded (<c>OutboxCapacity</c>: a full outbox makes
-/// senders wait); a packet gets its sequence number only when the publisher takes it, so a packet whose sender gave up
-/// (<c>PublishTimeout</c>) leaves no hole in the sender's numbering.</summary>
+/// senders wait); a packet gets its sequence number only when the publisher takes it, so a packet given up on leaves no
+/// hole in the sender's numbering. A packet not taken within <c>PublishTimeout</c> is given up by one sweeper that
+/// looks at the oldest waiting packets only (no timer per packet).</summary>
 internal sealed class Outbox
 {
     private readonly Channel<OutboxItem> _channel;
+    private readonly TimeSpan _timeout;
+    private readonly TimeSpan _sweepInterval;
+    private readonly Action<OutboxItem> _expired;
+    private readonly ConcurrentQueue<OutboxItem> _byAge = new();
     private int _depth;
     private long _lastSequence;
+    private int _sweeping;
 
-    public Outbox(int capacity)
+    /// <param name="capacity">Most packets waiting.</param>
+    /// <param name="timeout">How long a packet may wait before it is given up.</param>
+    /// <param name="expired">Called for a packet given up (already abandoned): fail it.</param>
+    public Outbox(int capacity, TimeSpan timeout, Action<OutboxItem> expired)
     {
         _channel = Channel.CreateBounded<OutboxItem>(new BoundedChannelOptions(capacity)
         {
             SingleReader = true,
             FullMode = BoundedChannelFullMode.Wait,
         });
+        _timeout = timeout;
+        _expired = expired;
+        _sweepInterval = TimeSpan.FromMilliseconds(Math.Clamp(timeout.TotalMilliseconds / 4, 10, 250));
     }
 
     /// <summary>Packets waiting.</summary>
@@ -27,31 +40,45 @@ internal sealed class Outbox
     /// <summary>Completes when the outbox was closed and emptied.</summary>
     public Task Completion => _channel.Reader.Completion;
 
-    /// <summary>Queues a packet; waits while the outbox is full. Throws <see cref="ChannelClosedException"/> once the
+    /// <summary>Queues a packet when there is room; false when the outbox is full (or closed).</summary>
+    public bool TryAdd(OutboxItem item)
+    {
+        if (!_channel.Writer.TryWrite(item))
+        {
+            return false;
+        }
+        Interlocked.Increment(ref _depth);
+        Track(item);
+        return true;
+    }
+
+    /// <summary>Queues a packet, waiting while the outbox is full. Throws <see cref="ChannelClosedException"/> once the
     /// outbox is closed, and <see cref="OperationCanceledException"/> when <paramref name="cancellationToken"/> fires first.</summary>
     public async ValueTask AddAsync(OutboxItem item, CancellationToken cancellationToken)
     {
+        if (TryAdd(item))
+        {
+            return;
+        }
+        item.Activity?.AddEvent(new ActivityEvent("outbox.full"));
         Interlocked.Increment(ref _depth);
         try
         {
-            if (!_channel.Writer.TryWrite(item))
-            {
-                item.Activity?.AddEvent(new ActivityEvent("outbox.full"));
-                await _channel.Writer.WriteAsync(item, cancellationToken);
-            }
+            await _channel.Writer.WriteAsync(item, cancellationToken);
         }
         catch
         {
             Interlocked.Decrement(ref _depth);
             throw;
         }
+        Track(item);
     }
 
     /// <summary>Waits until a packet can be taken; false once the outbox is closed and empty.</summary>
     public ValueTask<bool> WaitToTakeAsync(CancellationToken cancellationToken) => _channel.Reader.WaitToReadAsync(cancellationToken);
 
     /// <summary>Takes, in order, up to <paramref name="max"/> packets whose senders still wait, and numbers them.
-    /// Packets whose senders gave up are dropped without a number.</summary>
+    /// Packets given up are dropped without a number.</summary>
     public void TakeBatch(List<OutboxItem> batch, int max)
     {
         while (batch.Count < max && _channel.Reader.TryRead(out var item))
@@ -77,6 +104,48 @@ internal sealed class Outbox
             if (item.TryTake())
             {
                 item.Fail(exception);
+            }
+        }
+    }
+
+    private void Track(OutboxItem item)
+    {
+        _byAge.Enqueue(item);
+        if (Interlocked.CompareExchange(ref _sweeping, 1, 0) == 0)
+        {
+            _ = SweepAsync();
+        }
+    }
+
+    /// <summary>Runs while packets wait: every interval, drops the packets at the head that were taken, and gives up
+    /// those waiting longer than the timeout. Packets are tracked in the order they arrived, so it stops at the first
+    /// one still in time.</summary>
+    private async Task SweepAsync()
+    {
+        while (true)
+        {
+            await Task.Delay(_sweepInterval);
+            var now = Stopwatch.GetTimestamp();
+            while (_byAge.TryPeek(out var oldest))
+            {
+                if (oldest.IsWaiting && Stopwatch.GetElapsedTime(oldest.EnqueuedAt, now) < _timeout)
+                {
+                    break;
+                }
+                _byAge.TryDequeue(out _);
+                if (oldest.TryAbandon())
+                {
+                    _expired(oldest);
+                }
+            }
+            if (_byAge.IsEmpty)
+            {
+                Volatile.Write(ref _sweeping, 0);
+                // A packet tracked between the check and the reset finds the sweeper gone: take the job back.
+                if (_byAge.IsEmpty || Interlocked.CompareExchange(ref _sweeping, 1, 0) != 0)
+                {
+                    return;
+                }
             }
         }
     }

@@ -20,6 +20,9 @@ internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
     public NameValueEntry[]? Fields { get; set; }
     public Task Completion => _completion.Task;
 
+    /// <summary>Neither taken by the publisher nor given up by its sender yet.</summary>
+    public bool IsWaiting => Volatile.Read(ref _state) == Waiting;
+
     /// <summary>The publisher takes the item; false when its sender already gave up on it.</summary>
     public bool TryTake() => Interlocked.CompareExchange(ref _state, Taken, Waiting) == Waiting;
 

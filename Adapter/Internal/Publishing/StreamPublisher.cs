@@ -29,7 +29,7 @@ internal sealed class StreamPublisher
         _database = database;
         _readerPositioned = readerPositioned;
         _stopping = stopping;
-        _outbox = new Outbox(node.Options.OutboxCapacity);
+        _outbox = new Outbox(node.Options.OutboxCapacity, node.Options.PublishTimeout, Expired);
         _window = new ReplayWindow(node.Options.ReplayWindow, node.Options.MaxLength);
     }
 
@@ -56,38 +56,28 @@ internal sealed class StreamPublisher
         }
 
         var item = new OutboxItem(entry, activity);
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-        timeout.CancelAfter(_node.Options.PublishTimeout);
         try
         {
-            try
+            if (!_outbox.TryAdd(item))
             {
-                await _outbox.AddAsync(item, timeout.Token);
+                await WaitForRoomAsync(item, cancellationToken);
             }
-            catch (ChannelClosedException)
+            if (cancellationToken.CanBeCanceled)
             {
-                throw ShuttingDown();
-            }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
-            {
-                throw Fail($"The outbox stayed full for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
-            }
-
-            try
-            {
-                await item.Completion.WaitAsync(timeout.Token);
-            }
-            catch (OperationCanceledException) when (item.TryAbandon())
-            {
-                if (cancellationToken.IsCancellationRequested)
+                try
                 {
+                    await item.Completion.WaitAsync(cancellationToken);
+                }
+                catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+                {
+                    // Given up before the publisher took it: never published. Taken already: it will be, but the
+                    // caller asked not to wait.
+                    item.TryAbandon();
                     throw;
                 }
-                throw Fail($"Redis could not be reached for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
             }
-            catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+            else
             {
-                // Already handed to Redis: it is retried until Redis answers, so wait for it.
                 await item.Completion;
             }
             _node.Instruments.PublishDuration.Record(Stopwatch.GetElapsedTime(item.EnqueuedAt).TotalMilliseconds);
@@ -102,13 +92,36 @@ internal sealed class StreamPublisher
         {
             activity?.Dispose();
         }
+    }
 
-        Exception Fail(string message)
+    /// <summary>The outbox is full (Redis has been away a while): wait for room, at most PublishTimeout.</summary>
+    private async Task WaitForRoomAsync(OutboxItem item, CancellationToken cancellationToken)
+    {
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(_node.Options.PublishTimeout);
+        try
         {
-            Log.PublishTimedOut(_node.Logger, entry.Kind, _node.Options.PublishTimeout);
-            _node.Instruments.PublishFailures.Add(1);
-            return new RedisStreamsPublishException(message);
+            await _outbox.AddAsync(item, timeout.Token);
         }
+        catch (ChannelClosedException)
+        {
+            throw ShuttingDown();
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            throw TimedOut(item.Entry.Kind, $"The outbox stayed full for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published.");
+        }
+    }
+
+    /// <summary>The outbox gave up a packet Redis did not take within PublishTimeout.</summary>
+    private void Expired(OutboxItem item)
+        => item.Fail(TimedOut(item.Entry.Kind, $"Redis could not be reached for {_node.Options.PublishTimeout} (RedisStreamsOptions.PublishTimeout); the packet was not published."));
+
+    private RedisStreamsPublishException TimedOut(EntryKind kind, string message)
+    {
+        Log.PublishTimedOut(_node.Logger, kind, _node.Options.PublishTimeout);
+        _node.Instruments.PublishFailures.Add(1);
+        return new RedisStreamsPublishException(message);
     }
 
     internal static RedisStreamsPublishException ShuttingDown() => new("The node is shutting down; the packet was not published.");
@@ -194,44 +207,39 @@ internal sealed class StreamPublisher
     {
         var next = 0;
         var attempt = 0;
-        var force = false;
+        var forceFirst = false;
         while (next < batch.Count)
         {
-            var db = _database();
-            var appends = new Task<AppendResult>[batch.Count];
             try
             {
+                var db = _database();
                 var epoch = await _epoch.CurrentAsync(_stopping);
-                // Pipelined: every append of the batch is sent before the first reply is awaited.
-                for (var i = next; i < batch.Count; i++)
+                var appends = new PendingAppend[batch.Count - next];
+                for (var i = 0; i < appends.Length; i++)
                 {
-                    appends[i] = IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, batch[i].Entry.Sequence, batch[i].Fields!, force && i == next, _node.Options.MaxLength);
+                    var item = batch[next + i];
+                    appends[i] = new PendingAppend(item.Entry.Sequence, item.Fields!, forceFirst && i == 0);
                 }
-                force = false;
-                for (var i = next; i < batch.Count; i++)
+                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
+                forceFirst = false;
+                var now = Stopwatch.GetTimestamp();
+                foreach (var id in result.EntryIds)
                 {
-                    var result = await appends[i];
-                    if (result.IsInStream)
-                    {
-                        var item = batch[i];
-                        _window.Add(new PublishedEntry(item.Entry.Sequence, item.Fields!, Stopwatch.GetTimestamp(), item.Activity?.Context ?? default));
-                        item.Activity?.SetTag("messaging.message.id", result.EntryId);
-                        item.Complete();
-                        _node.Instruments.Published.Add(1);
-                        next = i + 1;
-                        continue;
-                    }
-                    if (result.Outcome == AppendOutcome.EpochChanged)
-                    {
-                        await _epoch.RefreshAsync(_stopping);
-                    }
-                    else
-                    {
-                        force = await RepairAsync(db, result.LastSequence, batch[i].Entry.Sequence);
-                    }
-                    break;
+                    var item = batch[next++];
+                    _window.Add(new PublishedEntry(item.Entry.Sequence, item.Fields!, now, item.Activity?.Context ?? default));
+                    item.Activity?.SetTag("messaging.message.id", id);
+                    item.Complete();
                 }
-                if (attempt > 0 && next > 0)
+                _node.Instruments.Published.Add(result.EntryIds.Length);
+                if (result.Outcome == AppendOutcome.EpochChanged)
+                {
+                    await _epoch.RefreshAsync(_stopping);
+                }
+                else if (result.Outcome == AppendOutcome.SequenceMissing)
+                {
+                    forceFirst = await RepairAsync(db, result.LastSequence, batch[next].Entry.Sequence);
+                }
+                if (attempt > 0)
                 {
                     Log.PublishRecovered(_node.Logger, attempt);
                     attempt = 0;
@@ -255,19 +263,6 @@ internal sealed class StreamPublisher
                 }
                 await Task.Delay(delay, _stopping);
             }
-            finally
-            {
-                ObserveRemaining(appends, next);
-            }
-        }
-    }
-
-    private static void ObserveRemaining(Task<AppendResult>[] appends, int from)
-    {
-        for (var i = from; i < appends.Length; i++)
-        {
-            appends[i]?.ContinueWith(static t => _ = t.Exception, CancellationToken.None,
-                TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
         }
     }
 
@@ -282,21 +277,39 @@ internal sealed class StreamPublisher
         {
             Log.ReplayWindowExceeded(_node.Logger, plan.Lost);
         }
-        var epoch = await _epoch.CurrentAsync(_stopping);
-        foreach (var (entry, force) in plan.Republish)
+        if (plan.Republish.Count == 0)
         {
-            using var republish = entry.Context == default
-                ? null
-                : BackplaneInstruments.Source.StartActivity("republish " + _node.Keys.StreamName, ActivityKind.Producer, entry.Context);
-            republish?.SetTag("messaging.system", "redis");
-            republish?.SetTag("messaging.destination.name", _node.Keys.StreamName);
-            republish?.SetTag("messaging.operation.type", "send");
-            republish?.SetTag("signalr.redis_streams.sequence", entry.Sequence);
-            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entry.Sequence, entry.Fields, force, _node.Options.MaxLength);
+            return plan.ForceNext;
+        }
+        var spans = new List<Activity>();
+        try
+        {
+            foreach (var (entry, _) in plan.Republish)
+            {
+                if (entry.Context != default
+                    && BackplaneInstruments.Source.StartActivity("republish " + _node.Keys.StreamName, ActivityKind.Producer, entry.Context) is { } republish)
+                {
+                    republish.SetTag("messaging.system", "redis");
+                    republish.SetTag("messaging.destination.name", _node.Keys.StreamName);
+                    republish.SetTag("messaging.operation.type", "send");
+                    republish.SetTag("signalr.redis_streams.sequence", entry.Sequence);
+                    spans.Add(republish);
+                }
+            }
+            var epoch = await _epoch.CurrentAsync(_stopping);
+            var appends = plan.Republish.Select(r => new PendingAppend(r.Entry.Sequence, r.Entry.Fields, r.Force)).ToArray();
+            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
                 await _epoch.RefreshAsync(_stopping);
                 return false;
+            }
+        }
+        finally
+        {
+            foreach (var span in spans)
+            {
+                span.Dispose();
             }
         }
         return plan.ForceNext;

@@ -12,7 +12,7 @@ public sealed class OutboxTests
     [Fact]
     public async Task Packets_are_taken_in_the_order_they_were_added_and_numbered_from_one()
     {
-        var outbox = new Outbox(capacity: 10);
+        var outbox = new Outbox(capacity: 10, TimeSpan.FromSeconds(30), _ => { });
         var items = Enumerable.Range(0, 5).Select(_ => Item()).ToArray();
         foreach (var item in items)
         {
@@ -31,7 +31,7 @@ public sealed class OutboxTests
     [Fact]
     public async Task A_packet_whose_sender_gave_up_is_dropped_without_a_number()
     {
-        var outbox = new Outbox(capacity: 10);
+        var outbox = new Outbox(capacity: 10, TimeSpan.FromSeconds(30), _ => { });
         var (first, abandoned, third) = (Item(), Item(), Item());
         await outbox.AddAsync(first, CancellationToken.None);
         await outbox.AddAsync(abandoned, CancellationToken.None);
@@ -49,7 +49,7 @@ public sealed class OutboxTests
     [Fact]
     public async Task A_full_outbox_makes_the_sender_wait_until_a_packet_is_taken()
     {
-        var outbox = new Outbox(capacity: 1);
+        var outbox = new Outbox(capacity: 1, TimeSpan.FromSeconds(30), _ => { });
         await outbox.AddAsync(Item(), CancellationToken.None);
 
         var waiting = outbox.AddAsync(Item(), CancellationToken.None).AsTask();
@@ -59,6 +59,37 @@ public sealed class OutboxTests
         outbox.TakeBatch([], max: 1);
         await waiting.WaitAsync(TimeSpan.FromSeconds(5));
         Assert.Equal(1, outbox.Depth);
+    }
+
+    [Fact]
+    public async Task Packets_waiting_past_the_timeout_are_given_up_and_those_taken_in_time_are_not()
+    {
+        var expired = new List<OutboxItem>();
+        var allExpired = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+        var outbox = new Outbox(capacity: 10, TimeSpan.FromMilliseconds(100), item =>
+        {
+            lock (expired)
+            {
+                expired.Add(item);
+                if (expired.Count == 2)
+                {
+                    allExpired.TrySetResult();
+                }
+            }
+        });
+        var (taken, late1, late2) = (Item(), Item(), Item());
+        await outbox.AddAsync(taken, CancellationToken.None);
+        outbox.TakeBatch([], max: 1);
+        await outbox.AddAsync(late1, CancellationToken.None);
+        await outbox.AddAsync(late2, CancellationToken.None);
+
+        await allExpired.Task.WaitAsync(TimeSpan.FromSeconds(10));
+
+        Assert.Equal([late1, late2], expired);
+        Assert.False(late1.TryTake()); // given up: the publisher will drop it unnumbered
+        var batch = new List<OutboxItem>();
+        outbox.TakeBatch(batch, max: 10);
+        Assert.Empty(batch);
     }
 
     [Fact]
