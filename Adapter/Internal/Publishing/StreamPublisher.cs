@@ -21,6 +21,7 @@ internal sealed class StreamPublisher
     private readonly CancellationToken _stopping;
     private readonly Outbox _outbox;
     private readonly ReplayWindow _window;
+    private readonly StreamEntryFormat.PayloadWriter _payload = new();
 
     public StreamPublisher(NodeContext node, RedisEpoch epoch, Func<IDatabase> database, Task readerPositioned, CancellationToken stopping)
     {
@@ -186,7 +187,7 @@ internal sealed class StreamPublisher
                 _outbox.TakeBatch(batch, MaxBatch);
                 foreach (var item in batch)
                 {
-                    item.Fields = StreamEntryFormat.Encode(item.Entry);
+                    item.Fields = StreamEntryFormat.Encode(item.Entry, _payload);
                 }
                 if (batch.Count > 0)
                 {

@@ -25,6 +25,8 @@ internal sealed class StreamReadLoop
     private readonly Action _recovered;
     private readonly CancellationToken _stopping;
     private readonly SequenceTracker _sequences = new();
+    private readonly StringCache _strings = new();
+    private RedisValue[] _pairs = new RedisValue[16];
     private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private string _cursor = "";
@@ -143,22 +145,25 @@ internal sealed class StreamReadLoop
                 _cursor = id;
                 _node.Instruments.Received.Add(1);
                 var flat = (RedisResult[])pair[1]!;
-                var fields = new NameValueEntry[flat.Length / 2];
-                for (var i = 0; i < fields.Length; i++)
+                if (_pairs.Length < flat.Length)
                 {
-                    fields[i] = new NameValueEntry((RedisValue)flat[2 * i], (RedisValue)flat[2 * i + 1]);
+                    _pairs = new RedisValue[flat.Length];
                 }
-                await ProcessEntryAsync(id, fields);
+                for (var i = 0; i < flat.Length; i++)
+                {
+                    _pairs[i] = (RedisValue)flat[i];
+                }
+                await ProcessEntryAsync(id, flat.Length);
             }
         }
     }
 
-    private async Task ProcessEntryAsync(string id, NameValueEntry[] fields)
+    private async Task ProcessEntryAsync(string id, int pairCount)
     {
         StreamEntry entry;
         try
         {
-            entry = StreamEntryFormat.Decode(fields);
+            entry = StreamEntryFormat.Decode(_pairs.AsSpan(0, pairCount), _strings);
         }
         catch (InvalidDataException ex)
         {

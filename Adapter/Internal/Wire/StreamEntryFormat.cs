@@ -52,10 +52,17 @@ internal static class StreamEntryFormat
     public const string PayloadField = "p";
     public const string SequenceRestartField = "r";
 
+    private static readonly RedisValue[] KindValues = [.. Enumerable.Range(0, 256).Select(k => (RedisValue)k.ToString(CultureInfo.InvariantCulture))];
+
     /// <summary>The entry as field/value pairs, in wire order.</summary>
-    public static NameValueEntry[] Encode(StreamEntry entry)
+    public static NameValueEntry[] Encode(StreamEntry entry) => Encode(entry, new PayloadWriter());
+
+    /// <summary>The same, reusing <paramref name="payload"/>'s buffer (one writer per thread).</summary>
+    public static NameValueEntry[] Encode(StreamEntry entry, PayloadWriter payload)
     {
-        var payload = new PayloadWriter();
+        ArgumentNullException.ThrowIfNull(entry);
+        ArgumentNullException.ThrowIfNull(payload);
+        payload.Reset();
         switch (entry.Kind)
         {
             case EntryKind.All:
@@ -107,8 +114,8 @@ internal static class StreamEntryFormat
         [
             new(VersionField, CurrentVersion),
             new(NodeField, entry.Node),
-            new(SequenceField, entry.Sequence.ToString(CultureInfo.InvariantCulture)),
-            new(KindField, ((byte)entry.Kind).ToString(CultureInfo.InvariantCulture)),
+            new(SequenceField, entry.Sequence),
+            new(KindField, KindValues[(byte)entry.Kind]),
             new(HubField, entry.Hub),
             new(TraceParentField, entry.TraceParent ?? ""),
             new(PayloadField, payload.ToArray()),
@@ -119,20 +126,36 @@ internal static class StreamEntryFormat
     /// version this reader knows.</summary>
     public static StreamEntry Decode(IReadOnlyList<NameValueEntry> fields)
     {
+        ArgumentNullException.ThrowIfNull(fields);
+        var pairs = new RedisValue[fields.Count * 2];
+        for (var i = 0; i < fields.Count; i++)
+        {
+            pairs[2 * i] = fields[i].Name;
+            pairs[2 * i + 1] = fields[i].Value;
+        }
+        return Decode(pairs, strings: null);
+    }
+
+    /// <summary>Decodes an entry from its field/value pairs as read (name, value, name, value, ...). Field names and
+    /// numbers are compared and parsed as bytes; node ids, hub and protocol names come from <paramref name="strings"/>
+    /// when given (the reader's, so that the same few strings are not allocated for every entry).</summary>
+    public static StreamEntry Decode(ReadOnlySpan<RedisValue> pairs, StringCache? strings)
+    {
         RedisValue version = default, node = default, sequence = default, kind = default, hub = default, trace = default, payload = default;
         var sequenceRestarts = false;
-        foreach (var field in fields)
+        for (var i = 0; i + 1 < pairs.Length; i += 2)
         {
-            switch ((string?)field.Name)
+            var value = pairs[i + 1];
+            switch (FieldLetter(pairs[i]))
             {
-                case VersionField: version = field.Value; break;
-                case NodeField: node = field.Value; break;
-                case SequenceField: sequence = field.Value; break;
-                case KindField: kind = field.Value; break;
-                case HubField: hub = field.Value; break;
-                case TraceParentField: trace = field.Value; break;
-                case PayloadField: payload = field.Value; break;
-                case SequenceRestartField: sequenceRestarts = (string?)field.Value == "1"; break;
+                case 'v': version = value; break;
+                case 'n': node = value; break;
+                case 's': sequence = value; break;
+                case 'k': kind = value; break;
+                case 'h': hub = value; break;
+                case 't': trace = value; break;
+                case 'p': payload = value; break;
+                case 'r': sequenceRestarts = Is(value, "1"u8); break;
                 default: break; // fields appended by later versions of format 1 are ignored
             }
         }
@@ -141,7 +164,7 @@ internal static class StreamEntryFormat
         {
             throw new InvalidDataException("The entry has no version field 'v': not written by this backplane.");
         }
-        if ((string?)version != CurrentVersion)
+        if (!Is(version, "1"u8))
         {
             throw new InvalidDataException($"Unknown format version '{version}' (this reader knows '{CurrentVersion}').");
         }
@@ -149,12 +172,11 @@ internal static class StreamEntryFormat
         {
             throw new InvalidDataException("The entry has no sender node 'n'.");
         }
-        if (!long.TryParse((string?)sequence, NumberStyles.None, CultureInfo.InvariantCulture, out var seq))
+        if (!TryParseNumber(sequence, out var seq))
         {
             throw new InvalidDataException($"Invalid sequence number '{sequence}'.");
         }
-        if (!byte.TryParse((string?)kind, NumberStyles.None, CultureInfo.InvariantCulture, out var kindByte)
-            || !Enum.IsDefined((EntryKind)kindByte))
+        if (!TryParseNumber(kind, out var kindNumber) || kindNumber > byte.MaxValue || !Enum.IsDefined((EntryKind)(byte)kindNumber))
         {
             throw new InvalidDataException($"Unknown entry kind '{kind}'.");
         }
@@ -163,10 +185,10 @@ internal static class StreamEntryFormat
             throw new InvalidDataException("The entry has no payload 'p'.");
         }
 
-        var entryKind = (EntryKind)kindByte;
-        var reader = new PayloadReader((byte[])payload!);
-        var hubName = (string?)hub ?? "";
-        var nodeId = (string)node!;
+        var entryKind = (EntryKind)(byte)kindNumber;
+        var reader = new PayloadReader(payload, strings);
+        var hubName = hub.IsNullOrEmpty ? "" : StringOf(hub, strings);
+        var nodeId = StringOf(node, strings);
         var traceParent = trace.IsNullOrEmpty ? null : (string?)trace;
 
         StreamEntry result = entryKind switch
@@ -189,25 +211,25 @@ internal static class StreamEntryFormat
             EntryKind.GroupCommand => new StreamEntry
             {
                 Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent,
-                TargetNode = reader.ReadString(), ConnectionId = reader.ReadString(), Group = reader.ReadString(),
+                TargetNode = reader.ReadName(), ConnectionId = reader.ReadString(), Group = reader.ReadString(),
                 Action = ReadGroupAction(ref reader), AckId = (long)reader.ReadVarint(),
             },
             EntryKind.Ack => new StreamEntry
             {
                 Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent,
-                TargetNode = reader.ReadString(), AckId = (long)reader.ReadVarint(),
+                TargetNode = reader.ReadName(), AckId = (long)reader.ReadVarint(),
             },
             EntryKind.Invoke => new StreamEntry
             {
                 Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent,
-                TargetNode = reader.ReadString(), ConnectionId = reader.ReadString(), InvocationId = reader.ReadString(),
+                TargetNode = reader.ReadName(), ConnectionId = reader.ReadString(), InvocationId = reader.ReadString(),
                 Messages = reader.ReadMessages(),
             },
             EntryKind.Result => new StreamEntry
             {
                 Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent,
-                TargetNode = reader.ReadString(), InvocationId = reader.ReadString(), Status = ReadStatus(ref reader),
-                Protocol = reader.ReadString(), Payload = reader.ReadBytes(),
+                TargetNode = reader.ReadName(), InvocationId = reader.ReadString(), Status = ReadStatus(ref reader),
+                Protocol = reader.ReadName(), Payload = reader.ReadBytes(),
             },
             _ => new StreamEntry { Kind = entryKind, Node = nodeId, Sequence = seq, Hub = hubName, TraceParent = traceParent },
         };
@@ -232,9 +254,64 @@ internal static class StreamEntryFormat
             : throw new InvalidDataException($"Unknown result status {b}.");
     }
 
-    private sealed class PayloadWriter
+    /// <summary>Which field a name is: its one letter, or 0 for names of another length.</summary>
+    private static char FieldLetter(RedisValue name)
+    {
+        ReadOnlyMemory<byte> bytes = name;
+        return bytes.Length == 1 ? (char)bytes.Span[0] : '\0';
+    }
+
+    private static bool Is(RedisValue value, ReadOnlySpan<byte> expected)
+    {
+        ReadOnlyMemory<byte> bytes = value;
+        return bytes.Span.SequenceEqual(expected);
+    }
+
+    /// <summary>A non-negative decimal number, digits only.</summary>
+    private static bool TryParseNumber(RedisValue value, out long number)
+    {
+        number = 0;
+        ReadOnlyMemory<byte> bytes = value;
+        var span = bytes.Span;
+        if (span.IsEmpty || span.Length > 18)
+        {
+            return false;
+        }
+        foreach (var b in span)
+        {
+            if (b is < (byte)'0' or > (byte)'9')
+            {
+                return false;
+            }
+            number = number * 10 + (b - '0');
+        }
+        return true;
+    }
+
+    private static string StringOf(RedisValue value, StringCache? strings)
+    {
+        ReadOnlyMemory<byte> bytes = value;
+        return Utf8(bytes.Span, strings);
+    }
+
+    private static string Utf8(ReadOnlySpan<byte> bytes, StringCache? strings)
+    {
+        try
+        {
+            return strings is null ? StrictUtf8.GetString(bytes) : strings.Get(bytes);
+        }
+        catch (DecoderFallbackException ex)
+        {
+            throw new InvalidDataException("A string in the entry is not valid UTF-8.", ex);
+        }
+    }
+
+    /// <summary>Writes a payload; one per thread, reused from entry to entry.</summary>
+    internal sealed class PayloadWriter
     {
         private readonly ArrayBufferWriter<byte> _buffer = new(256);
+
+        public void Reset() => _buffer.ResetWrittenCount();
 
         public void WriteByte(byte value) { _buffer.GetSpan(1)[0] = value; _buffer.Advance(1); }
 
@@ -288,9 +365,9 @@ internal static class StreamEntryFormat
         public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
     }
 
-    private ref struct PayloadReader(byte[] data)
+    private ref struct PayloadReader(ReadOnlyMemory<byte> data, StringCache? strings)
     {
-        private readonly byte[] _data = data;
+        private readonly ReadOnlyMemory<byte> _data = data;
         private int _position;
 
         public byte ReadByte()
@@ -299,7 +376,7 @@ internal static class StreamEntryFormat
             {
                 throw new InvalidDataException("The payload ended early.");
             }
-            return _data[_position++];
+            return _data.Span[_position++];
         }
 
         public ulong ReadVarint()
@@ -330,25 +407,16 @@ internal static class StreamEntryFormat
         public ReadOnlyMemory<byte> ReadBytes()
         {
             var length = ReadLength();
-            var result = new ReadOnlyMemory<byte>(_data, _position, length);
+            var result = _data.Slice(_position, length);
             _position += length;
             return result;
         }
 
-        public string ReadString()
-        {
-            var length = ReadLength();
-            try
-            {
-                var value = StrictUtf8.GetString(_data, _position, length);
-                _position += length;
-                return value;
-            }
-            catch (DecoderFallbackException ex)
-            {
-                throw new InvalidDataException("A string in the payload is not valid UTF-8.", ex);
-            }
-        }
+        /// <summary>A string that varies (connection id, group, user...): always a new one.</summary>
+        public string ReadString() => Utf8(ReadBytes().Span, strings: null);
+
+        /// <summary>A string of a small set (protocol names, node ids): from the cache when there is one.</summary>
+        public string ReadName() => Utf8(ReadBytes().Span, strings);
 
         public string[] ReadStrings()
         {
@@ -371,7 +439,7 @@ internal static class StreamEntryFormat
             var messages = new SerializedMessage[count];
             for (var i = 0; i < count; i++)
             {
-                var protocol = ReadString();
+                var protocol = ReadName();
                 messages[i] = new SerializedMessage(protocol, ReadBytes());
             }
             return messages;
