@@ -21,9 +21,9 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         var stream = cluster.KeyPrefix + cluster.StreamName;
 
         await redis.Server.ExecuteAsync("XADD", stream, "*", "foo", "bar");
-        await redis.Server.ExecuteAsync("XADD", stream, "*", "v", "2", "n", "x", "s", "1", "k", "1", "h", HubName, "t", "", "p", "");
-        await redis.Server.ExecuteAsync("XADD", stream, "*", "v", "1", "n", "x", "s", "1", "k", "1", "h", HubName, "t", "", "p", "\u0005");
-        await redis.Server.ExecuteAsync("XADD", stream, "*", "v", "1", "n", "x", "s", "1", "k", "77", "h", HubName, "t", "", "p", "");
+        await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0003\u0001\u0001\u0000\u0001x\u0000\u0000"); // format 3
+        await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0002\u0001\u0001\u0000\u0001x\u0000\u0000\u0005"); // count past the end
+        await redis.Server.ExecuteAsync("XADD", stream, "*", "v", "1", "n", "x", "s", "1", "k", "1", "h", HubName, "t", "", "p", ""); // format 1
         await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "after garbage");
 
         await a.WaitForTextAsync("after garbage");

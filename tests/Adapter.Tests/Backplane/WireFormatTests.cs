@@ -9,6 +9,13 @@ namespace SignalR.RedisStreams.Tests.Backplane;
 /// clusters, so the expected bytes are written out by hand from the documented layout.</summary>
 public sealed class WireFormatTests
 {
+    /// <summary>The header of every sample entry, before its kind's payload: version 2, sequence 42, the kind (xx),
+    /// flags 0, node "node-a", hub "Chat.Hub", and the 55-byte traceparent.</summary>
+    private const string SampleHeader =
+        "02 2a xx 00 06 6e 6f 64 65 2d 61 08 43 68 61 74 2e 48 75 62 37 " +
+        "30 30 2d 30 61 66 37 36 35 31 39 31 36 63 64 34 33 64 64 38 34 34 38 65 62 32 31 31 63 38 30 33 31 39 63 2d " +
+        "62 37 61 64 36 62 37 31 36 39 32 30 33 33 33 31 2d 30 31";
+
     private static readonly SerializedMessage[] JsonEmptyObject = [new("json", "{}"u8.ToArray())];
 
     public static TheoryData<string, string> GoldenPayloads() => new()
@@ -49,14 +56,10 @@ public sealed class WireFormatTests
 
         var fields = StreamEntryFormat.Encode(entry);
 
-        Assert.Equal(["v", "n", "s", "k", "h", "t", "p"], fields.Select(f => (string)f.Name!));
-        Assert.Equal("1", (string?)fields[0].Value);
-        Assert.Equal("node-a", (string?)fields[1].Value);
-        Assert.Equal("42", (string?)fields[2].Value);
-        Assert.Equal(((int)entry.Kind).ToString(System.Globalization.CultureInfo.InvariantCulture), (string?)fields[3].Value);
-        Assert.Equal("Chat.Hub", (string?)fields[4].Value);
-        Assert.Equal("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", (string?)fields[5].Value);
-        Assert.Equal(payloadHex, ToHex((byte[])fields[6].Value!));
+        var field = Assert.Single(fields);
+        Assert.Equal("e", (string?)field.Name);
+        var header = SampleHeader.Replace("xx", ((byte)entry.Kind).ToString("x2", System.Globalization.CultureInfo.InvariantCulture), StringComparison.Ordinal);
+        Assert.Equal((header + " " + payloadHex).TrimEnd(), ToHex((byte[])field.Value!));
 
         var decoded = StreamEntryFormat.Decode(fields);
         Assert.Equal(entry.Kind, decoded.Kind);
@@ -83,10 +86,10 @@ public sealed class WireFormatTests
     public void Fields_appended_by_a_later_revision_are_ignored()
     {
         var fields = StreamEntryFormat.Encode(Sample(EntryKind.Ack)).Append(new NameValueEntry("x", "future")).ToArray();
+        var trailing = new NameValueEntry[] { new("e", (byte[])[.. (byte[])fields[0].Value!, 0x7f, 0x01]) };
 
-        var decoded = StreamEntryFormat.Decode(fields);
-
-        Assert.Equal(1, decoded.AckId);
+        Assert.Equal(1, StreamEntryFormat.Decode(fields).AckId);
+        Assert.Equal(1, StreamEntryFormat.Decode(trailing).AckId);
     }
 
     [Fact]
@@ -102,13 +105,9 @@ public sealed class WireFormatTests
 
     public static TheoryData<string, string[]> Garbage() => new()
     {
-        { "no version field", ["foo", "bar"] },
-        { "unknown version", ["v", "2", "n", "x", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
-        { "no node", ["v", "1", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
-        { "sequence not a number", ["v", "1", "n", "x", "s", "-1", "k", "1", "h", "H", "t", "", "p", ""] },
-        { "unknown kind", ["v", "1", "n", "x", "s", "1", "k", "99", "h", "H", "t", "", "p", ""] },
-        { "no payload", ["v", "1", "n", "x", "s", "1", "k", "1", "h", "H", "t", ""] },
-        { "empty payload for All", ["v", "1", "n", "x", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
+        { "no entry field", ["foo", "bar"] },
+        { "format 1", ["v", "1", "n", "x", "s", "1", "k", "1", "h", "H", "t", "", "p", ""] },
+        { "empty entry", ["e", ""] },
     };
 
     [Theory]
@@ -122,17 +121,18 @@ public sealed class WireFormatTests
     }
 
     [Theory]
-    [InlineData("05", "a count larger than the payload")]
-    [InlineData("01 7f 61", "a length past the end")]
-    [InlineData("01 02 ff fe 00", "invalid UTF-8")]
-    [InlineData("ff ff ff ff ff ff ff ff ff ff ff", "an overlong varint")]
-    public void Corrupt_payloads_are_rejected_as_invalid_data(string payloadHex, string what)
+    [InlineData("03 01 01 00 01 78 00 00 00 00", "an unknown version")]
+    [InlineData("02 01 63 00 01 78 00 00", "an unknown kind")]
+    [InlineData("02 01 01 00 00 00 00 00 00", "no sender node")]
+    [InlineData("02 01 01 00 01 78 00 00", "an All entry without its payload")]
+    [InlineData("02 01 01 00 01 78 00 00 05", "a count larger than the payload")]
+    [InlineData("02 01 01 00 01 78 00 00 01 7f 61", "a length past the end")]
+    [InlineData("02 01 01 00 01 78 00 00 01 02 ff fe 00", "invalid UTF-8")]
+    [InlineData("02 ff ff ff ff ff ff ff ff ff ff ff", "an overlong varint")]
+    [InlineData("02 ff ff ff ff ff ff ff ff ff 01 01", "a sequence number beyond a long")]
+    public void Corrupt_entries_are_rejected_as_invalid_data(string entryHex, string what)
     {
-        NameValueEntry[] fields =
-        [
-            new("v", "1"), new("n", "x"), new("s", "1"), new("k", "1"), new("h", "H"), new("t", ""),
-            new("p", Convert.FromHexString(payloadHex.Replace(" ", "", StringComparison.Ordinal))),
-        ];
+        NameValueEntry[] fields = [new("e", Convert.FromHexString(entryHex.Replace(" ", "", StringComparison.Ordinal)))];
 
         var ex = Assert.Throws<InvalidDataException>(() => StreamEntryFormat.Decode(fields));
         Assert.False(string.IsNullOrWhiteSpace(ex.Message), what);
