@@ -43,7 +43,9 @@ internal sealed class StreamPublisher
     /// node is shutting down.</summary>
     public async Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken)
     {
-        var activity = BackplaneInstruments.Source.StartActivity("publish " + _node.Keys.StreamName, ActivityKind.Producer);
+        var activity = BackplaneInstruments.Source.HasListeners()
+            ? BackplaneInstruments.Source.StartActivity("publish " + _node.Keys.StreamName, ActivityKind.Producer)
+            : null;
         if (activity is not null)
         {
             activity.SetTag("messaging.system", "redis");
