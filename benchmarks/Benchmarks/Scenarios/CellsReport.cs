@@ -12,7 +12,7 @@ internal static class CellsReport
 
     public static string Markdown(
         CellsSettings settings, IReadOnlyList<(Subject Subject, int Servers, int Clients, double ConnectSeconds, double StartSeconds)> setup,
-        double idleCores, IReadOnlyList<CellRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
+        (double Cores, double AllocatedBytesPerSecond) idle, IReadOnlyList<CellRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
     {
         var text = new StringBuilder();
         text.AppendLine("## Cells: what users run");
@@ -42,8 +42,10 @@ internal static class CellsReport
         text.AppendLine();
         text.AppendLine("Setup (clients connect 16 at a time): " + string.Join("; ", setup.Select(s => string.Create(CultureInfo.InvariantCulture,
             $"{s.Subject.Label()}: {s.Servers} server(s), {s.Clients} clients connected in {s.ConnectSeconds:0.0} s (servers started, clients connected and probed in {s.StartSeconds:0.0} s)"))) +
-            (double.IsNaN(idleCores) ? "." : string.Create(CultureInfo.InvariantCulture,
-                $". With everything connected and nothing sent the process uses {idleCores:0.000} cores (part of every CPU figure below).")));
+            (double.IsNaN(idle.Cores) ? "." : string.Create(CultureInfo.InvariantCulture,
+                $". With all {3 * clients} clients connected and nothing sent, the process uses {idle.Cores:0.000} cores and allocates " +
+                $"{idle.AllocatedBytesPerSecond / 1024:#,0} KiB/s (the SignalR keep-alive timers of {3 * clients} connections on both ends, " +
+                $"Kestrel's heartbeat, the backplanes' idle reads and heartbeats): part of every CPU and allocation figure below, the same for all subjects.")));
         text.AppendLine();
         text.AppendLine("The cells:");
         text.AppendLine();
@@ -84,6 +86,18 @@ internal static class CellsReport
                         "the run's wall time. **redis-server CPU** is the server's own (from `INFO cpu`), per delivery: the backplanes move " +
                         "different amounts of work into Redis.");
         text.AppendLine("- Ratios are ours / Microsoft's and ours / ceiling (for rates higher is better; for latency, bytes and CPU lower is better).");
+        text.AppendLine("- The **ceiling** is one server without a backplane, not a hard upper bound: that server writes to all its connections " +
+                        "itself, inside the sender's `SendAsync` (SignalR's default lifetime manager), while a backplane's three servers fan " +
+                        "out in parallel. Where a backplane beats the ceiling, that is why.");
+        text.AppendLine("- In the max-rate cells latency is mostly queueing behind the window (latency ≈ messages in flight × recipients / " +
+                        "deliveries per second), so it follows throughput; the fixed-rate cell is the latency measurement. There, one " +
+                        "broadcast is 300 deliveries to in-process clients at tens of µs of CPU each on 2 cores, so the last client gets it " +
+                        "several ms after the first even without a backplane; and CPU per delivery is several times the max-rate figure " +
+                        "because nothing is batched (each message is its own socket write, read and thread wake-up).");
+        text.AppendLine();
+        text.AppendLine("### Summary (medians)");
+        text.AppendLine();
+        text.Append(Summary(runs));
         text.AppendLine();
 
         foreach (var cell in Enum.GetValues<Cell>().Where(c => c != Cell.PublishPath))
@@ -156,6 +170,42 @@ internal static class CellsReport
             .. Delivering.Select(s => Correctness(runs.Where(r => r.Cell == cell && r.Subject == s))),
             "", "", "all 0",
         ]);
+        return table.ToString();
+    }
+
+    private static string Summary(IReadOnlyList<CellRun> runs)
+    {
+        var table = new Markdown("cell", "unit", "ours", "Microsoft", "ceiling", "ours / Microsoft", "ours / ceiling", "p99 ms ours / Microsoft / ceiling",
+            "lost / dup / reordered");
+        foreach (var cell in Enum.GetValues<Cell>().Where(c => c != Cell.PublishPath))
+        {
+            double Rate(CellRun r) => cell == Cell.Direct ? r.SendsPerSecond : r.DeliveriesPerSecond;
+            var o = Median(runs, cell, Subject.Ours, Rate);
+            var m = Median(runs, cell, Subject.Microsoft, Rate);
+            var c = Median(runs, cell, Subject.Ceiling, Rate);
+            var p99 = string.Join(" / ", Delivering.Select(s => Stats.F(Median(runs, cell, s, r => r.P99Ms), "0.0")));
+            var correctness = string.Join(" · ", Delivering.Select(s => Correctness(runs.Where(r => r.Cell == cell && r.Subject == s))));
+            if (cell == Cell.FixedRate)
+            {
+                // Throughput is fixed here; what differs is the CPU it costs.
+                o = Median(runs, cell, Subject.Ours, r => r.Cores);
+                m = Median(runs, cell, Subject.Microsoft, r => r.Cores);
+                c = Median(runs, cell, Subject.Ceiling, r => r.Cores);
+                table.Row(cell.Title(), "CPU cores used (lower is better)", Stats.F(o, "0.00"), Stats.F(m, "0.00"), Stats.F(c, "0.00"),
+                    Stats.Ratio(o, m), Stats.Ratio(o, c), p99, correctness);
+                continue;
+            }
+
+            table.Row(cell.Title(), cell == Cell.Direct ? "sends/s" : "deliveries/s", Stats.F(o, "#,0"), Stats.F(m, "#,0"), Stats.F(c, "#,0"),
+                Stats.Ratio(o, m), Stats.Ratio(o, c), p99, correctness);
+        }
+
+        var po = Median(runs, Cell.PublishPath, Subject.Ours, r => r.SendsPerSecond);
+        var pm = Median(runs, Cell.PublishPath, Subject.Microsoft, r => r.SendsPerSecond);
+        var x = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkXadd, r => r.SendsPerSecond);
+        var p = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkPublish, r => r.SendsPerSecond);
+        table.Row(Cell.PublishPath.Title(), "sends/s of one node", $"{Stats.F(po, "#,0")} ({Percent(po, x)} of redis-benchmark XADD)",
+            $"{Stats.F(pm, "#,0")} ({Percent(pm, p)} of redis-benchmark PUBLISH)", "", Stats.Ratio(po, pm), "", "", "");
         return table.ToString();
     }
 

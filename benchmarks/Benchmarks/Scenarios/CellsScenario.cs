@@ -199,11 +199,14 @@ internal static partial class CellsScenario
                 // What the process costs with everything connected and nothing sent (after the warm-up, so without the JIT's
                 // background compilation): part of every CPU figure below.
                 GC.Collect();
+                var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
                 var cpuBefore = Environment.CpuUsage.TotalTime;
                 var idleClock = Stopwatch.StartNew();
                 await Task.Delay(settings.IdleDuration);
-                bench.IdleCores = (Environment.CpuUsage.TotalTime - cpuBefore).TotalSeconds / idleClock.Elapsed.TotalSeconds;
-                Console.WriteLine($"   idle: {bench.IdleCores:0.000} cores with everything connected and nothing sent");
+                var idleSeconds = idleClock.Elapsed.TotalSeconds;
+                bench.IdleCores = (Environment.CpuUsage.TotalTime - cpuBefore).TotalSeconds / idleSeconds;
+                bench.IdleAllocatedBytesPerSecond = (GC.GetTotalAllocatedBytes(precise: true) - allocatedBefore) / idleSeconds;
+                Console.WriteLine($"   idle: {bench.IdleCores:0.000} cores, {bench.IdleAllocatedBytesPerSecond / 1024:#,0} KiB/s allocated with everything connected and nothing sent");
             }
 
             for (var repeat = 1; repeat <= settings.Repeats; repeat++)
@@ -244,7 +247,7 @@ internal static partial class CellsScenario
             $"{(r.Warmup ? "warm-up" : "run " + r.Repeat.ToString(CultureInfo.InvariantCulture))}: lost {r.Lost}, duplicated {r.Duplicates}, " +
             $"reordered {r.Reordered}, misdelivered {r.Misdelivered}, send failures {r.SendFailures}, never returned {r.Hung}" +
             (r.Stalled ? ", STALLED" : "") + (r.Error is null ? "" : $" ({r.Error})")).ToList();
-        var markdown = CellsReport.Markdown(settings, bench.Setup, bench.IdleCores, bench.Runs, violations, clock.Elapsed);
+        var markdown = CellsReport.Markdown(settings, bench.Setup, (bench.IdleCores, bench.IdleAllocatedBytesPerSecond), bench.Runs, violations, clock.Elapsed);
         var svg = CellsReport.Svg(settings, bench.Runs);
         return new CellsOutcome(markdown, svg, bench.Runs, violations);
     }
@@ -387,6 +390,9 @@ internal static partial class CellsScenario
 
         /// <summary>Process CPU (cores) with everything connected and nothing sent; NaN if not measured.</summary>
         public double IdleCores { get; set; } = double.NaN;
+
+        /// <summary>Bytes allocated per second in the same idle period; NaN if not measured.</summary>
+        public double IdleAllocatedBytesPerSecond { get; set; } = double.NaN;
 
         public void Record(CellRun run)
         {
