@@ -9,17 +9,17 @@ namespace Benchmarks;
 
 /// <summary>
 /// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
-/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|all [--quick]</c>
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|all [--quick]</c>
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|all [--quick]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|all [--quick]";
 
     public static async Task<int> Main(string[] args)
     {
         var scenario = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))?.ToLowerInvariant();
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
-        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "all"))
+        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "all"))
         {
             Console.Error.WriteLine(Usage);
             return 2;
@@ -32,6 +32,8 @@ internal static class Program
         Console.WriteLine($"node logs: {log.Path}");
         var clock = Stopwatch.StartNew();
         var sections = new List<string>();
+        var violations = new List<string>();
+        string? svg = null;
         try
         {
             if (scenario is "throughput" or "all")
@@ -53,6 +55,14 @@ internal static class Program
             {
                 sections.Add(await TracingScenario.RunAsync(quick ? ThroughputSettings.Quick : ThroughputSettings.Default, log));
             }
+
+            if (scenario is "cells" or "all")
+            {
+                var cells = await CellsScenario.RunAsync(quick ? CellsSettings.Quick : CellsSettings.Default, log);
+                sections.Add(cells.Markdown);
+                violations.AddRange(cells.Violations);
+                svg = cells.Svg;
+            }
         }
         catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException)
         {
@@ -67,12 +77,38 @@ internal static class Program
         Console.WriteLine(markdown);
         if (scenario == "all")
         {
-            var path = Path.Combine(FindRepositoryRoot(), "benchmarks", "RESULTS.md");
+            var root = FindRepositoryRoot();
+            var path = Path.Combine(root, "benchmarks", "RESULTS.md");
             await File.WriteAllTextAsync(path, markdown);
             Console.WriteLine($"written to {path}");
+            if (svg is not null)
+            {
+                var plot = Path.Combine(root, "docs", "benchmark.svg");
+                await File.WriteAllTextAsync(plot, svg);
+                Console.WriteLine($"written to {plot}");
+            }
+        }
+        else if (svg is not null)
+        {
+            // Only `all` replaces the committed plot; a single scenario's goes next to the node logs.
+            var plot = Path.Combine(logDirectory.FullName, "benchmark.svg");
+            await File.WriteAllTextAsync(plot, svg);
+            Console.WriteLine($"plot written to {plot}");
         }
 
         Console.WriteLine($"total {clock.Elapsed.TotalSeconds:0} s; node logs: {log.Path}");
+        if (violations.Count > 0)
+        {
+            Console.Error.WriteLine();
+            Console.Error.WriteLine($"********** CORRECTNESS FAILURES in {violations.Count} run(s): lost, duplicated, reordered or misdelivered messages, or failed sends **********");
+            foreach (var violation in violations)
+            {
+                Console.Error.WriteLine("  " + violation);
+            }
+
+            return 1;
+        }
+
         return 0;
     }
 
@@ -92,11 +128,11 @@ internal static class Program
             text.AppendLine("- **--quick**: reduced sizes, a smoke test only, not results.");
         }
 
-        text.AppendLine("- Everything runs in **one process** on loopback: a private `redis-server` per scenario, 2 in-process Kestrel nodes per " +
-                        "backplane (`127.0.0.1:0`, hub at `/hub`, JSON protocol) and real SignalR clients over WebSockets. Clients, servers and " +
+        text.AppendLine("- Everything runs in **one process** on loopback: a private `redis-server` per scenario, in-process Kestrel nodes per " +
+                        "backplane (2 in throughput, latency, outage and tracing; 3 in cells; `127.0.0.1:0`, hub at `/hub`, JSON protocol) and real SignalR clients over WebSockets. Clients, servers and " +
                         "Redis share the 2 cores, so absolute numbers are low and noisy; compare the two columns, measured in the same run with " +
                         "the same parameters. Each backplane uses its default options.");
-        text.AppendLine("- Ratio = ours / Microsoft's. Node logs (Warning and above) go to a temp file, named on the console.");
+        text.AppendLine("- Ratio = ours / Microsoft's (cells also: ours / the one-server no-backplane ceiling). Node logs (Warning and above) go to a temp file, named on the console.");
         text.AppendLine();
         return text.ToString();
     }

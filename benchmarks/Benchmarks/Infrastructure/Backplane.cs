@@ -8,6 +8,10 @@ internal enum Backplane
 
     /// <summary>Microsoft's: <c>AddStackExchangeRedis</c> (Redis pub/sub).</summary>
     MicrosoftPubSub,
+
+    /// <summary>No backplane: plain SignalR on one server (the default hub lifetime manager), the ceiling a backplane
+    /// can at best reach.</summary>
+    None,
 }
 
 /// <summary>Display names.</summary>
@@ -17,6 +21,7 @@ internal static class BackplaneNames
     {
         Backplane.RedisStreams => "ours (Redis Streams)",
         Backplane.MicrosoftPubSub => "Microsoft (pub/sub)",
+        Backplane.None => "ceiling (1 server, no backplane)",
         _ => backplane.ToString(),
     };
 }

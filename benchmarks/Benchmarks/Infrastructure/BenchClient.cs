@@ -46,6 +46,9 @@ internal sealed class BenchClient : IAsyncDisposable
     /// <summary>The node the client is connected to.</summary>
     public int Node { get; }
 
+    /// <summary>The server's id for this connection (for <c>Clients.Client(id)</c> and groups).</summary>
+    public string ConnectionId => _connection.ConnectionId ?? throw new InvalidOperationException("The client is not connected.");
+
     /// <summary>True once the connection closed (it does not reconnect).</summary>
     public bool Closed => _closed;
 

@@ -11,7 +11,7 @@ using RedisChannel = StackExchange.Redis.RedisChannel;
 namespace Benchmarks.Infrastructure;
 
 /// <summary>One in-process Kestrel server on 127.0.0.1 (port 0) with SignalR (JSON), <see cref="BenchHub"/> at
-/// <c>/hub</c> and one of the two backplanes.</summary>
+/// <c>/hub</c> and one of the two backplanes, or none (a single server).</summary>
 internal sealed class BenchNode : IAsyncDisposable
 {
     private static readonly TimeSpan StartStopTimeout = TimeSpan.FromSeconds(15);
@@ -43,7 +43,13 @@ internal sealed class BenchNode : IAsyncDisposable
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("SignalR.RedisStreams", LogLevel.Information);
         builder.Logging.AddFilter("Microsoft.AspNetCore.SignalR.StackExchangeRedis", LogLevel.Information);
-        builder.Logging.AddProvider(log.ProviderFor(backplane, $"{(backplane == Backplane.RedisStreams ? "ours" : "ms")}{index}"));
+        var prefix = backplane switch
+        {
+            Backplane.RedisStreams => "ours",
+            Backplane.MicrosoftPubSub => "ms",
+            _ => "solo",
+        };
+        builder.Logging.AddProvider(log.ProviderFor(backplane, $"{prefix}{index}"));
 
         var signalr = builder.Services.AddSignalR();
         switch (backplane)
@@ -57,6 +63,9 @@ internal sealed class BenchNode : IAsyncDisposable
                 break;
             case Backplane.MicrosoftPubSub:
                 signalr.AddStackExchangeRedis(redisConnectionString, o => o.Configuration.ChannelPrefix = RedisChannel.Literal(name));
+                break;
+            case Backplane.None:
+                // SignalR's DefaultHubLifetimeManager: this server's connections only.
                 break;
             default:
                 throw new ArgumentOutOfRangeException(nameof(backplane));

@@ -3,11 +3,14 @@ using Microsoft.AspNetCore.SignalR;
 
 namespace Benchmarks.Infrastructure;
 
-/// <summary>Two nodes on one backplane and their clients.</summary>
+/// <summary>Nodes on one backplane (or a single node without one) and their clients.</summary>
 internal sealed class Cluster : IAsyncDisposable
 {
     private static readonly TimeSpan FormTimeout = TimeSpan.FromSeconds(30);
     private static readonly TimeSpan ProbeRetryInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How many clients connect at the same time (a few hundred connect in a few seconds this way).</summary>
+    private const int ConnectParallelism = 16;
 
     private readonly List<BenchNode> _nodes;
     private readonly List<BenchClient> _clients;
@@ -30,14 +33,22 @@ internal sealed class Cluster : IAsyncDisposable
 
     public IReadOnlyList<BenchClient> Clients => _clients;
 
+    /// <summary>Seconds from the start of <see cref="StartAsync"/> until every client had a probe from every node.</summary>
+    public double StartSeconds { get; private set; }
+
+    /// <summary>Seconds it took to connect the clients (all nodes already started).</summary>
+    public double ConnectSeconds { get; private set; }
+
     public IHubContext<BenchHub> Hub(int node) => _nodes[node].HubContext;
 
-    /// <summary>Starts <paramref name="nodeCount"/> nodes and <paramref name="clientsPerNode"/> clients on each, then waits
-    /// until a message sent to All from each node reaches every client.</summary>
+    /// <summary>Starts <paramref name="nodeCount"/> nodes and <paramref name="clientsPerNode"/> clients on each (connected
+    /// <see cref="ConnectParallelism"/> at a time), then waits until a message sent to All from each node reaches every client.</summary>
     public static async Task<Cluster> StartAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log)
     {
         var nodes = new List<BenchNode>();
-        var clients = new List<BenchClient>();
+        var clients = new BenchClient?[nodeCount * clientsPerNode];
+        var clock = Stopwatch.StartNew();
+        double connectSeconds;
         try
         {
             for (var i = 0; i < nodeCount; i++)
@@ -45,28 +56,36 @@ internal sealed class Cluster : IAsyncDisposable
                 nodes.Add(await BenchNode.StartAsync(backplane, i, redisConnectionString, name, log));
             }
 
-            foreach (var node in nodes)
-            {
-                for (var c = 0; c < clientsPerNode; c++)
+            var nodesStarted = clock.Elapsed;
+            // Clients are numbered node by node: node 0's first, then node 1's, and so on.
+            await Parallel.ForEachAsync(
+                Enumerable.Range(0, clients.Length),
+                new ParallelOptions { MaxDegreeOfParallelism = ConnectParallelism },
+                async (i, _) =>
                 {
-                    clients.Add(await BenchClient.ConnectAsync(node.Index, node.HubUrl));
-                }
-            }
+                    var node = nodes[i / clientsPerNode];
+                    clients[i] = await BenchClient.ConnectAsync(node.Index, node.HubUrl);
+                });
+            connectSeconds = (clock.Elapsed - nodesStarted).TotalSeconds;
+            log.Note($"{backplane.Short()} cluster '{name}': {nodeCount} nodes started in {nodesStarted.TotalSeconds:0.0} s, " +
+                     $"{clients.Length} clients connected in {connectSeconds:0.0} s");
         }
         catch
         {
-            await Task.WhenAll(clients.Select(c => c.DisposeAsync().AsTask()));
+            await Task.WhenAll(clients.OfType<BenchClient>().Select(c => c.DisposeAsync().AsTask()));
             await Task.WhenAll(nodes.Select(n => n.DisposeAsync().AsTask()));
             throw;
         }
 
-        var cluster = new Cluster(backplane, name, nodes, clients);
+        var cluster = new Cluster(backplane, name, nodes, [.. clients.OfType<BenchClient>()]);
         if (!await cluster.ProbeAsync(FormTimeout))
         {
             await cluster.DisposeAsync();
             throw new TimeoutException($"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s.");
         }
 
+        cluster.StartSeconds = clock.Elapsed.TotalSeconds;
+        cluster.ConnectSeconds = connectSeconds;
         return cluster;
     }
 
