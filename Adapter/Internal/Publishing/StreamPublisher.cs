@@ -12,7 +12,9 @@ namespace SignalR.RedisStreams.Internal;
 /// </summary>
 internal sealed class StreamPublisher
 {
-    private const int MaxBatch = 64;
+    /// <summary>Most entries per append call. Measured with the cells benchmark (3 servers): 256 instead of 64 raised
+    /// direct sends from 0.25x to 0.33x of Microsoft's and the publish path from 0.44x to 0.5x.</summary>
+    private const int MaxBatch = 256;
 
     private readonly NodeContext _node;
     private readonly RedisEpoch _epoch;
