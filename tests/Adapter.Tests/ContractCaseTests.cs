@@ -82,14 +82,10 @@ public sealed class ContractCaseTests(RedisServerFixture redis, ITestOutputHelpe
     /// stream order, so the message, appended before every probe, has arrived by then or never will.</summary>
     private async Task<bool> FreshTwoNodeStartDeliversAsync(int iteration, SlowNetworkProxy? slowNetworkForB)
     {
-        var id = Guid.NewGuid().ToString("N")[..12];
+        var id = TestCluster.NewIsolationId();
         void Configure(RedisStreamsOptions o)
         {
-            o.StreamName = $"test-{id}";
-            o.KeyPrefix = $"t{id}:";
-            o.HeartbeatInterval = TestCluster.TestHeartbeatInterval;
-            o.HeartbeatTimeout = TestCluster.TestHeartbeatTimeout;
-            o.ReadBlockTime = TestCluster.TestReadBlockTime;
+            TestCluster.ApplyTestDefaults(o, id);
         }
 
         void ConfigureB(RedisStreamsOptions o)
@@ -183,16 +179,19 @@ public sealed class ContractCaseTests(RedisServerFixture redis, ITestOutputHelpe
     // ---------------------------------------------------------------- 3. cancelling a client result
 
     [Theory]
-    [InlineData(HubProtocolKind.Json)]
-    [InlineData(HubProtocolKind.MessagePack)]
-    public async Task Cancelling_an_invoke_on_a_connection_on_the_same_node_fails_it_with_HubException_and_later_invokes_still_work(HubProtocolKind protocol)
+    [InlineData(HubProtocolKind.Json, false)]
+    [InlineData(HubProtocolKind.MessagePack, false)]
+    [InlineData(HubProtocolKind.Json, true)]
+    [InlineData(HubProtocolKind.MessagePack, true)]
+    public async Task Cancelling_an_invoke_fails_it_with_HubException_and_later_invokes_still_work(HubProtocolKind protocol, bool invokedFromAnotherNode)
     {
-        await using var cluster = await TestCluster.StartAsync(redis.Server, 1, protocol, output);
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 2, protocol, output);
         var a = await cluster.ConnectAsync(0);
+        var from = invokedFromAnotherNode ? 1 : 0;
         using var held = a.HoldGetNumber();
 
         using var cancel = new CancellationTokenSource();
-        var invoke = GetNumberAsync(cluster, 0, a.ConnectionId, "x", cancel.Token);
+        var invoke = GetNumberAsync(cluster, from, a.ConnectionId, "x", cancel.Token);
         await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
 
         await cancel.CancelAsync();
@@ -202,7 +201,7 @@ public sealed class ContractCaseTests(RedisServerFixture redis, ITestOutputHelpe
         // The client's late answer to the cancelled invocation is dropped quietly; the connection keeps working.
         held.Release(99);
         a.OnGetNumber = argument => Task.FromResult(argument.Length);
-        Assert.Equal(5, await Eventually.WithinAsync(GetNumberAsync(cluster, 0, a.ConnectionId, "after"), "a later client result"));
+        Assert.Equal(5, await Eventually.WithinAsync(GetNumberAsync(cluster, from, a.ConnectionId, "after"), "a later client result"));
         Assert.False(a.Closed.IsCompleted, "the late answer must not close the connection");
     }
 

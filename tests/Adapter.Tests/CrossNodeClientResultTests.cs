@@ -157,28 +157,4 @@ public sealed class CrossNodeClientResultTests(RedisServerFixture redis, ITestOu
             aAnswer.TrySetResult(0);
         }
     }
-
-    [Theory]
-    [InlineData(HubProtocolKind.Json)]
-    [InlineData(HubProtocolKind.MessagePack)]
-    public async Task Cancelling_an_invoke_on_a_connection_on_another_node_fails_it_with_HubException_and_later_invokes_still_work(HubProtocolKind protocol)
-    {
-        await using var cluster = await StartClusterAsync(protocol);
-        var a = await cluster.ConnectAsync(0);
-        using var held = a.HoldGetNumber();
-
-        using var cancel = new CancellationTokenSource();
-        var invoke = GetNumberAsync(cluster, 1, a, "x", cancel.Token);
-        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
-
-        await cancel.CancelAsync();
-        var ex = await Assert.ThrowsAsync<HubException>(() => Eventually.WithinAsync(invoke, "the cancelled invoke to end"));
-        Assert.Equal("Invocation canceled by the server.", ex.Message);
-
-        // A late answer to the cancelled invocation is dropped quietly; the connection keeps working.
-        held.Release(99);
-        a.OnGetNumber = argument => Task.FromResult(argument.Length);
-        Assert.Equal(5, await Eventually.WithinAsync(GetNumberAsync(cluster, 1, a, "after"), "a later client result"));
-        Assert.False(a.Closed.IsCompleted, "the late answer must not close the connection");
-    }
 }

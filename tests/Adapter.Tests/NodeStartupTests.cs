@@ -18,15 +18,11 @@ public sealed class NodeStartupTests(RedisServerFixture redis, ITestOutputHelper
     [Fact]
     public async Task A_client_that_connects_before_the_node_reaches_Redis_is_served_once_it_does()
     {
-        var id = Guid.NewGuid().ToString("N")[..12];
+        var id = TestCluster.NewIsolationId();
         var redisReachable = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         var starting = TestNode.StartAsync(0, redis.Server.ConnectionString, o =>
         {
-            o.StreamName = $"test-{id}";
-            o.KeyPrefix = $"t{id}:";
-            o.HeartbeatInterval = TestCluster.TestHeartbeatInterval;
-            o.HeartbeatTimeout = TestCluster.TestHeartbeatTimeout;
-            o.ReadBlockTime = TestCluster.TestReadBlockTime;
+            TestCluster.ApplyTestDefaults(o, id);
             // Redis "comes up" only when the test says so.
             o.ConnectionFactory = async log =>
             {
@@ -96,14 +92,10 @@ public sealed class NodeStartupTests(RedisServerFixture redis, ITestOutputHelper
         // A private redis-server, stopped before the node starts: its port refuses connections.
         await using var server = await RedisServer.StartAsync();
         await server.StopAsync();
-        var id = Guid.NewGuid().ToString("N")[..12];
+        var id = TestCluster.NewIsolationId();
         void Configure(RedisStreamsOptions o)
         {
-            o.StreamName = $"test-{id}";
-            o.KeyPrefix = $"t{id}:";
-            o.HeartbeatInterval = TestCluster.TestHeartbeatInterval;
-            o.HeartbeatTimeout = TestCluster.TestHeartbeatTimeout;
-            o.ReadBlockTime = TestCluster.TestReadBlockTime;
+            TestCluster.ApplyTestDefaults(o, id);
         }
 
         var clock = Stopwatch.StartNew();

@@ -23,10 +23,9 @@ public sealed class RawJsonHubClient : IAsyncDisposable
     private readonly SemaphoreSlim _sendLock = new(1, 1);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _gate = new();
-    private readonly List<RawInvocation> _invocations = [];
+    private readonly Arrivals<RawInvocation> _invocations = new();
     private readonly Dictionary<string, TaskCompletionSource<JsonElement>> _calls = new(StringComparer.Ordinal);
     private readonly MemoryStream _partial = new();
-    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private Task? _receiveLoop;
     private int _nextCallId;
 
@@ -69,33 +68,11 @@ public sealed class RawJsonHubClient : IAsyncDisposable
     }
 
     /// <summary>Waits until the server has invoked <paramref name="target"/> on this client (maybe already) and returns the first such invocation.</summary>
-    public async Task<RawInvocation> WaitForInvocationAsync(string target, TimeSpan? timeout = null)
+    public Task<RawInvocation> WaitForInvocationAsync(string target, TimeSpan? timeout = null)
     {
         var limit = timeout ?? Eventually.DefaultTimeout;
-        using var deadline = new CancellationTokenSource(limit);
-        while (true)
-        {
-            Task changed;
-            lock (_gate)
-            {
-                var found = _invocations.FirstOrDefault(i => i.Target == target);
-                if (found is not null)
-                {
-                    return found;
-                }
-
-                changed = _changed.Task;
-            }
-
-            try
-            {
-                await changed.WaitAsync(deadline.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException($"{Name} did not receive an invocation of '{target}' within {limit.TotalSeconds:0.#} s.");
-            }
-        }
+        return _invocations.WaitForAsync(i => i.Target == target, limit,
+            () => $"{Name} did not receive an invocation of '{target}' within {limit.TotalSeconds:0.#} s.");
     }
 
     /// <summary>Sends the completion of <paramref name="invocationId"/> with <paramref name="result"/>, as this connection.</summary>
@@ -233,15 +210,7 @@ public sealed class RawJsonHubClient : IAsyncDisposable
         {
             case 1: // Invocation
                 var invocation = new RawInvocation(invocationId, root.GetProperty("target").GetString() ?? "", root.GetProperty("arguments").GetRawText());
-                TaskCompletionSource changed;
-                lock (_gate)
-                {
-                    _invocations.Add(invocation);
-                    changed = _changed;
-                    _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-                }
-
-                changed.TrySetResult();
+                _invocations.Add(invocation);
                 break;
             case 3: // Completion of a hub method this client invoked
                 TaskCompletionSource<JsonElement>? call;

@@ -34,10 +34,8 @@ public sealed class TestClient : IAsyncDisposable
 
     private readonly HubConnection _connection;
     private string? _connectionId;
-    private readonly Lock _gate = new();
-    private readonly List<ReceivedMessage> _messages = [];
+    private readonly Arrivals<ReceivedMessage> _messages = new();
     private readonly TaskCompletionSource<Exception?> _closed = new(TaskCreationOptions.RunContinuationsAsynchronously);
-    private TaskCompletionSource _changed = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     private TestClient(string name, int node, HubProtocolKind protocol, string? user, HubConnection connection)
     {
@@ -94,16 +92,7 @@ public sealed class TestClient : IAsyncDisposable
     public Func<string, Task<int>> OnGetNumber { get; set; } = argument => Task.FromResult(argument.Length);
 
     /// <summary>Every message received so far, in arrival order.</summary>
-    public IReadOnlyList<ReceivedMessage> Messages
-    {
-        get
-        {
-            lock (_gate)
-            {
-                return [.. _messages];
-            }
-        }
-    }
+    public IReadOnlyList<ReceivedMessage> Messages => _messages.Snapshot();
 
     /// <summary>The texts of the "Send" messages received so far, in arrival order.</summary>
     public IReadOnlyList<string> Texts => [.. Messages.Where(m => m.Method == SendMethod).Select(m => m.Text)];
@@ -134,36 +123,13 @@ public sealed class TestClient : IAsyncDisposable
     }
 
     /// <summary>Waits until a message matching <paramref name="match"/> has been received (maybe already) and returns the first such.</summary>
-    public async Task<ReceivedMessage> WaitForAsync(Func<ReceivedMessage, bool> match, string what, TimeSpan? timeout = null)
+    public Task<ReceivedMessage> WaitForAsync(Func<ReceivedMessage, bool> match, string what, TimeSpan? timeout = null)
     {
         ArgumentNullException.ThrowIfNull(match);
         var limit = timeout ?? Eventually.DefaultTimeout;
-        using var deadline = new CancellationTokenSource(limit);
-        while (true)
-        {
-            Task changed;
-            lock (_gate)
-            {
-                var found = _messages.FirstOrDefault(match);
-                if (found is not null)
-                {
-                    return found;
-                }
-
-                changed = _changed.Task;
-            }
-
-            try
-            {
-                await changed.WaitAsync(deadline.Token);
-            }
-            catch (OperationCanceledException)
-            {
-                throw new TimeoutException(
-                    $"{Name} (node {Node}, {Protocol}) did not receive {what} within {limit.TotalSeconds:0.#} s. " +
-                    $"Received: [{string.Join(", ", Messages.Select(m => $"{m.Method}:{m.Text}"))}]");
-            }
-        }
+        return _messages.WaitForAsync(match, limit, () =>
+            $"{Name} (node {Node}, {Protocol}) did not receive {what} within {limit.TotalSeconds:0.#} s. " +
+            $"Received: [{string.Join(", ", Messages.Select(m => $"{m.Method}:{m.Text}"))}]");
     }
 
     /// <summary>Waits for a "Send" message carrying <paramref name="text"/>.</summary>
@@ -186,18 +152,7 @@ public sealed class TestClient : IAsyncDisposable
     /// <inheritdoc />
     public override string ToString() => $"{Name} (node {Node}, {Protocol}, {_connectionId})";
 
-    private void Record(ReceivedMessage message)
-    {
-        TaskCompletionSource changed;
-        lock (_gate)
-        {
-            _messages.Add(message);
-            changed = _changed;
-            _changed = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
-        }
-
-        changed.TrySetResult();
-    }
+    private void Record(ReceivedMessage message) => _messages.Add(message);
 }
 
 /// <summary>A "GetNumber" answer held back by <see cref="TestClient.HoldGetNumber"/>; disposing it answers 0.</summary>

@@ -57,6 +57,21 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>The hub context of node <paramref name="node"/>: what a send or invoke starting on that node uses.</summary>
     public IHubContext<TestHub> Hub(int node) => _nodes[node].HubContext;
 
+    /// <summary>A fresh id that keeps a test's nodes apart from every other test's in the shared Redis.</summary>
+    public static string NewIsolationId() => Guid.NewGuid().ToString("N")[..12];
+
+    /// <summary>The test defaults: the stream and key prefix of <paramref name="isolationId"/>, a 1 s heartbeat, a 3 s
+    /// timeout and a 200 ms XREAD block.</summary>
+    public static void ApplyTestDefaults(RedisStreamsOptions options, string isolationId)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        options.StreamName = $"test-{isolationId}";
+        options.KeyPrefix = $"t{isolationId}:";
+        options.HeartbeatInterval = TestHeartbeatInterval;
+        options.HeartbeatTimeout = TestHeartbeatTimeout;
+        options.ReadBlockTime = TestReadBlockTime;
+    }
+
     /// <summary>Starts <paramref name="nodeCount"/> nodes against <paramref name="redis"/> and waits until they form a cluster.</summary>
     /// <param name="redis">The Redis all nodes share.</param>
     /// <param name="nodeCount">How many servers.</param>
@@ -71,16 +86,12 @@ public sealed class TestCluster : IAsyncDisposable
         Action<RedisStreamsOptions>? configure = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
-        var id = Guid.NewGuid().ToString("N")[..12];
+        var id = NewIsolationId();
         var streamName = $"test-{id}";
         var keyPrefix = $"t{id}:";
         void Configure(RedisStreamsOptions o)
         {
-            o.StreamName = streamName;
-            o.KeyPrefix = keyPrefix;
-            o.HeartbeatInterval = TestHeartbeatInterval;
-            o.HeartbeatTimeout = TestHeartbeatTimeout;
-            o.ReadBlockTime = TestReadBlockTime;
+            ApplyTestDefaults(o, id);
             configure?.Invoke(o);
         }
 
