@@ -269,7 +269,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             _node.Membership.Expect(owner);
             try
             {
-                await _node.PublishAsync(new StreamEntry
+                await PublishAsync(new StreamEntry
                 {
                     Kind = EntryKind.Invoke, Node = _node.NodeId, Hub = HubName, TargetNode = owner,
                     ConnectionId = connectionId, InvocationId = invocationId, Messages = Serialize(message),

@@ -260,7 +260,7 @@ internal static class StreamEntryFormat
     {
         try
         {
-            return strings is null ? StrictUtf8.GetString(bytes) : strings.Get(bytes);
+            return strings is null ? StringCache.StrictUtf8.GetString(bytes) : strings.Get(bytes);
         }
         catch (DecoderFallbackException ex)
         {
@@ -419,5 +419,4 @@ internal static class StreamEntryFormat
         }
     }
 
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 }

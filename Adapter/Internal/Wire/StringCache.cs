@@ -6,7 +6,8 @@ namespace SignalR.RedisStreams.Internal;
 /// UTF-8 bytes, so that reading an entry does not allocate them. Bounded; used by one reader thread.</summary>
 internal sealed class StringCache(int capacity = 64)
 {
-    private static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
+    /// <summary>UTF-8 that throws on invalid bytes instead of replacing them (the wire format's strings).</summary>
+    public static readonly UTF8Encoding StrictUtf8 = new(encoderShouldEmitUTF8Identifier: false, throwOnInvalidBytes: true);
 
     private readonly (byte[] Bytes, string Value)[] _entries = new (byte[], string)[capacity];
     private int _count;
