@@ -275,6 +275,12 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
                     ConnectionId = connectionId, InvocationId = invocationId, Messages = Serialize(message),
                 }, cancellationToken);
             }
+            catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+            {
+                // The caller's token fired while the invocation was on its way (the target may even have it by now,
+                // since another node can read the entry before this node hears its append's reply). The pending
+                // invocation watches the same token and fails it as SignalR does: HubException, not a bare cancel.
+            }
             catch
             {
                 _clientResults.Remove(invocationId);

@@ -205,6 +205,36 @@ public sealed class ContractCaseTests(RedisServerFixture redis, ITestOutputHelpe
         Assert.False(a.Closed.IsCompleted, "the late answer must not close the connection");
     }
 
+    /// <summary>The invoking node is 150 ms (each way) from Redis, the target's node is not: the target's node reads the
+    /// invocation and the client has it about 150 ms before the invoking node hears that its append succeeded. A cancel
+    /// in that window still ends the invoke as SignalR does, with HubException, not a bare OperationCanceledException.</summary>
+    [Fact]
+    public async Task Cancelling_an_invoke_before_the_invoking_node_hears_its_append_succeed_fails_it_with_HubException()
+    {
+        var id = TestCluster.NewIsolationId();
+        await using var slowNetwork = SlowNetworkProxy.Start(redis.Server.Port, SlowNetworkLatency);
+        void Configure(RedisStreamsOptions o) => TestCluster.ApplyTestDefaults(o, id);
+        void ConfigureSlow(RedisStreamsOptions o)
+        {
+            Configure(o);
+            o.ConnectionFactory = async log => await ConnectionMultiplexer.ConnectAsync(slowNetwork.ConnectionString, log);
+        }
+
+        await using var near = await TestNode.StartAsync(0, redis.Server.ConnectionString, Configure, output);
+        await using var far = await TestNode.StartAsync(1, redis.Server.ConnectionString, ConfigureSlow, output);
+        await using var client = await TestClient.ConnectAsync("target", 0, near.HubUrl, HubProtocolKind.Json, user: null);
+        using var held = client.HoldGetNumber();
+
+        using var cancel = new CancellationTokenSource();
+        var invoke = far.HubContext.Clients.Client(client.ConnectionId).InvokeAsync<int>(TestClient.GetNumberMethod, "x", cancel.Token);
+        await Eventually.WithinAsync(held.Invoked, "the client to receive the invocation");
+        await cancel.CancelAsync();
+
+        var ex = await Assert.ThrowsAsync<HubException>(() => Eventually.WithinAsync(invoke, "the cancelled invoke to end"));
+        Assert.Equal("Invocation canceled by the server.", ex.Message);
+        held.Release(1);
+    }
+
     // ---------------------------------------------------------------- 4. a completion from the wrong connection
 
     [Theory]
