@@ -18,8 +18,24 @@ internal sealed class RedisStreamsKeys(string prefix, string streamName)
     /// Redis restarted empty.</summary>
     public RedisKey Epoch => _base + ":epoch";
 
+    /// <summary>String: the last entry id given to any of the app's streams ("ms-seq"). Every append takes the next id
+    /// from it, so ids are ordered across the shared stream and every inbox: a node reading two streams can merge them
+    /// in the order Redis appended them.</summary>
+    public RedisKey Clock => _base + ":clock";
+
     /// <summary>Hash: node id → last sequence number that node appended (makes publishing idempotent and ordered).</summary>
     public RedisKey Sequences => _base + ":seq";
+
+    /// <summary>Stream: the inbox of one node, where packets addressed to that node (or to one of its connections) go,
+    /// so that no other node reads them.</summary>
+    public RedisKey Inbox(string node) => _base + ":node:" + node;
+
+    /// <summary>Hash: sender node id → last sequence number that sender appended to <paramref name="node"/>'s inbox.</summary>
+    public RedisKey InboxSequences(string node) => _base + ":node:" + node + ":seq";
+
+    /// <summary>How long an inbox outlives its last write and its owner's last heartbeat: the inbox of a node that died
+    /// without a goodbye goes away by itself.</summary>
+    public static readonly TimeSpan InboxLifetime = TimeSpan.FromHours(1);
 
     /// <summary>Hash: connection id → id of the node that holds it.</summary>
     public RedisKey Connections => _base + ":connections";

@@ -37,6 +37,11 @@ public sealed class ChatHub(ChatNodeIdentity node) : Hub
     public Task SendToUser(string user, string text) =>
         Clients.User(Require(user, nameof(user))).SendAsync(ChatEvents.Message, new ChatMessage(CurrentUser, Require(text, nameof(text)), Room: null, node.Name));
 
+    /// <summary>Sends <paramref name="text"/> to one connection, on any node (a private message to one device).</summary>
+    public Task SendToConnection(string connectionId, string text) =>
+        Clients.Client(Require(connectionId, nameof(connectionId)))
+            .SendAsync(ChatEvents.Message, new ChatMessage(CurrentUser, Require(text, nameof(text)), Room: null, node.Name));
+
     /// <summary>Tells the other members of <paramref name="room"/> that the caller is typing.</summary>
     public Task Typing(string room) => Clients.OthersInGroup(Require(room, nameof(room))).SendAsync(ChatEvents.Typing, CurrentUser, room);
 

@@ -303,6 +303,31 @@ public sealed class CrossNodeDeliveryTests(RedisServerFixture redis, ITestOutput
         Assert.Equal(expected, target.Texts);
     }
 
+    /// <summary>Direct sends go to the target node's inbox, sends to all and to groups to the shared stream; the node
+    /// merges its two streams by entry id. A burst (not awaited one by one), read 7 entries at a time so that reads
+    /// come back full and the merge must hold back the other stream's later entries, still arrives in send order.</summary>
+    [Fact]
+    public async Task A_burst_of_direct_group_and_all_sends_from_one_node_arrives_in_send_order_across_the_two_streams()
+    {
+        const int Count = 600;
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.MessagePack, output, o => o.ReadCount = 7);
+        var target = await cluster.ConnectAsync(0);
+        await cluster.Hub(1).Groups.AddToGroupAsync(target.ConnectionId, "room");
+        var clients = cluster.Hub(1).Clients;
+        var expected = Enumerable.Range(0, Count).Select(i => $"m{i}").ToList();
+
+        var sends = expected.Select((text, i) => (i % 3) switch
+        {
+            0 => clients.Client(target.ConnectionId).SendAsync(TestClient.SendMethod, text),
+            1 => clients.Group("room").SendAsync(TestClient.SendMethod, text),
+            _ => clients.All.SendAsync(TestClient.SendMethod, text),
+        }).ToList();
+        await Task.WhenAll(sends);
+
+        await cluster.FlushAsync(target);
+        Assert.Equal(expected, target.Texts);
+    }
+
     [Fact]
     public async Task Json_and_MessagePack_clients_on_different_nodes_each_get_correctly_encoded_messages()
     {

@@ -12,7 +12,8 @@ namespace SignalR.RedisStreams.Internal;
 /// The node: one per process, shared by every hub. Builds the parts, starts and stops them in order, and routes each
 /// entry the reader hands over to the one part or hub manager that handles its kind.
 /// <para>A packet's path: a manager's send → <see cref="PublishAsync"/> → <see cref="StreamPublisher"/> (outbox,
-/// <see cref="IdempotentAppend"/>) → Redis → on every node <see cref="StreamReadLoop"/> (decode, dedup) →
+/// routing to a channel, <see cref="IdempotentAppend"/>) → Redis: the shared stream, or the inbox of the one node the
+/// packet is for → on every node (shared) or that node (inbox) <see cref="StreamReadLoop"/> (decode, dedup) →
 /// <see cref="HandleEntryAsync"/> → the hub's manager → its connections.</para>
 /// </summary>
 internal sealed class BackplaneNode : IAsyncDisposable
@@ -51,7 +52,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         var context = new NodeContext(NodeId, _options, Keys, _logger, Instruments);
         Reader = new StreamReadLoop(context, _epoch,
             () => _connections.Reader.GetDatabase(), CommandDatabase, HandleEntryAsync, Membership.Heard, Membership.ResetClock, _stopping.Token);
-        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Reader.Positioned, _stopping.Token);
+        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Registry, Membership.IsGone, Reader.Positioned, _stopping.Token);
     }
 
     public string NodeId { get; }
@@ -208,6 +209,11 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private async Task AnnounceAsync()
     {
         await Publisher.AppendUnsequencedAsync(EntryKind.Heartbeat);
+        // This node's inbox lives while the node does (and a while after its last write, see InboxLifetime).
+        var db = CommandDatabase();
+        await Task.WhenAll(
+            db.KeyExpireAsync(Keys.Inbox(NodeId), RedisStreamsKeys.InboxLifetime),
+            db.KeyExpireAsync(Keys.InboxSequences(NodeId), RedisStreamsKeys.InboxLifetime));
         await Reader.SampleEntriesBehindAsync();
     }
 
@@ -278,6 +284,8 @@ internal sealed class BackplaneNode : IAsyncDisposable
             if (Reader.IsPositioned) // a node that never reached Redis has nobody to say goodbye to
             {
                 await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+                // Nobody addresses a node that said goodbye: its inbox can go now.
+                await CommandDatabase().KeyDeleteAsync([Keys.Inbox(NodeId), Keys.InboxSequences(NodeId)]).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
             }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException)

@@ -5,7 +5,9 @@ namespace SignalR.RedisStreams.Internal;
 /// <summary>
 /// Where a retried XADD is made idempotent: entries are appended by one Lua script, a batch of them per call, which
 /// in the same atomic step as each XADD compares the entry's sequence number with the last one Redis holds for its
-/// node.
+/// node on its channel. A channel is where an entry goes: the shared stream, or the inbox stream of the one node it is
+/// addressed to; each has its own numbering per sender, so that a reader of one channel sees every sender's numbers
+/// without holes.
 /// <list type="bullet">
 /// <item>a retry of an append that was applied but whose reply was lost finds its number already there, and is not
 /// appended again;</item>
@@ -14,59 +16,168 @@ namespace SignalR.RedisStreams.Internal;
 /// latest entries (no persistence, or a replica promoted without them): both are reported to the publisher, which
 /// repairs them from its replay window.</item>
 /// </list>
+/// Every append takes its id from one clock (<see cref="RedisStreamsKeys.Clock"/>), so that ids are ordered across
+/// the shared stream and every inbox: a node merges its two streams back into the order of the appends, and every
+/// packet from one sender reaches a connection in send order, whichever channels they took.
 /// One call per batch (not per entry) keeps the cost per packet low for both Redis and this node.
 /// </summary>
 internal static class IdempotentAppend
 {
-    /// <summary>KEYS: stream, sequence hash, epoch. ARGV: epoch, node, max length, entry count, then per entry: its
-    /// sequence, force (1 = may jump over numbers Redis lost), its field count, its field/value pairs.
-    /// Returns {1, last, ids} all in the stream; {-2, last, ids} the entry after those in ids lacks its predecessors;
-    /// {-1, epoch, {}} Redis holds another epoch. ids has one element per entry handled, in order: its new id, or ''
-    /// when it was already there.</summary>
-    private const string Script = """
-        local e = redis.call('GET', KEYS[3])
-        if e ~= ARGV[1] then return {-1, e or '', {}} end
-        local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '0')
-        local start = last
-        local ids = {}
-        local i = 5
-        for k = 1, tonumber(ARGV[4]) do
-          local seq = tonumber(ARGV[i])
-          local n = tonumber(ARGV[i + 2])
-          if seq <= last then
-            ids[k] = ''
-          elseif seq ~= last + 1 and ARGV[i + 1] ~= '1' then
-            if last ~= start then redis.call('HSET', KEYS[2], ARGV[2], last) end
-            return {-2, last, ids}
-          else
-            ids[k] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, i + 3, i + 2 + n * 2))
-            last = seq
+    /// <summary>Lua shared by both scripts: the clock (<see cref="RedisStreamsKeys.Clock"/>) and an XADD with the next
+    /// id from it. The clock moves with Redis's time, never backwards; should an id not be above a stream's last one
+    /// (the clock key was evicted, or someone added with <c>*</c>), the clock jumps past that stream's last id and the
+    /// append is made with the next one.</summary>
+    private const string ClockLua = """
+        local clock_ms, clock_seq = 0, -1
+        local clock_moved = false
+        local function clock_read(key)
+          local last = redis.call('GET', key)
+          if last then
+            local a, b = string.match(last, '^(%d+)-(%d+)$')
+            if a then clock_ms, clock_seq = tonumber(a), tonumber(b) end
           end
-          i = i + 3 + n * 2
+          local t = redis.call('TIME')
+          local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+          if now > clock_ms then clock_ms, clock_seq = now, -1 end
         end
-        if last ~= start then redis.call('HSET', KEYS[2], ARGV[2], last) end
-        return {1, last, ids}
+        local function clock_next()
+          clock_seq = clock_seq + 1
+          clock_moved = true
+          return string.format('%.0f-%.0f', clock_ms, clock_seq)
+        end
+        local function xadd(stream, maxlen, fields, from, to)
+          local id = clock_next()
+          local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields, from, to))
+          if type(r) == 'table' and r.err then
+            local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+            if #top == 0 then return redis.error_reply(r.err) end
+            local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
+            a, b = tonumber(a), tonumber(b)
+            if a > clock_ms or (a == clock_ms and b > clock_seq) then clock_ms, clock_seq = a, b end
+            id = clock_next()
+            redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields, from, to))
+          end
+          return id
+        end
+        local function clock_save(key)
+          if clock_moved then redis.call('SET', key, string.format('%.0f-%.0f', clock_ms, clock_seq)) end
+        end
+
         """;
 
-    /// <summary>Appends <paramref name="entries"/> in order, each only after its predecessor. A forced entry may jump
-    /// over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
+    /// <summary>KEYS: epoch, clock, then per channel its stream and its sequence hash; channel 1 is always the shared
+    /// stream, the others are node inboxes. ARGV: epoch, node, max length, inbox lifetime in ms, entry count, then per
+    /// entry: its channel, its sequence, force (1 = may jump over numbers Redis lost), its field count, its field/value
+    /// pairs. Returns {1, 0, ids} all in their streams; {-2, last, ids} the entry after those in ids lacks its
+    /// predecessors (last = its channel's last number in Redis); {-1, epoch, {}} Redis holds another epoch. ids has
+    /// one element per entry handled, in order: its new id, or '' when it was already there. Every inbox written to
+    /// (stream and sequence hash) gets the inbox lifetime again, so the inbox of a node that died without a goodbye
+    /// goes away.</summary>
+    private const string Script = ClockLua + """
+        local e = redis.call('GET', KEYS[1])
+        if e ~= ARGV[1] then return {-1, e or '', {}} end
+        clock_read(KEYS[2])
+        local node = ARGV[2]
+        local ttl = tonumber(ARGV[4])
+        local last = {}
+        local start = {}
+        local function flush()
+          clock_save(KEYS[2])
+          for c, l in pairs(last) do
+            if l ~= start[c] then redis.call('HSET', KEYS[c * 2 + 2], node, l) end
+            if c > 1 and ttl > 0 then
+              redis.call('PEXPIRE', KEYS[c * 2 + 1], ttl)
+              redis.call('PEXPIRE', KEYS[c * 2 + 2], ttl)
+            end
+          end
+        end
+        local ids = {}
+        local i = 6
+        for k = 1, tonumber(ARGV[5]) do
+          local c = tonumber(ARGV[i])
+          local seq = tonumber(ARGV[i + 1])
+          local n = tonumber(ARGV[i + 3])
+          local l = last[c]
+          if l == nil then
+            l = tonumber(redis.call('HGET', KEYS[c * 2 + 2], node) or '0')
+            start[c] = l
+            last[c] = l
+          end
+          if seq <= l then
+            ids[k] = ''
+          elseif seq ~= l + 1 and ARGV[i + 2] ~= '1' then
+            flush()
+            return {-2, l, ids}
+          else
+            ids[k] = xadd(KEYS[c * 2 + 1], ARGV[3], ARGV, i + 4, i + 3 + n * 2)
+            last[c] = seq
+          end
+          i = i + 4 + n * 2
+        end
+        flush()
+        return {1, 0, ids}
+        """;
+
+    /// <summary>KEYS: clock, stream. ARGV: max length, then field/value pairs. Returns the new id.</summary>
+    private const string UnsequencedScript = ClockLua + """
+        clock_read(KEYS[1])
+        local id = xadd(KEYS[2], ARGV[1], ARGV, 2, #ARGV)
+        clock_save(KEYS[1])
+        return id
+        """;
+
+    /// <summary>Appends an entry that carries no sequence number (a heartbeat, a goodbye) to the shared stream, with an
+    /// id from the clock like every other entry.</summary>
+    public static async Task AppendUnsequencedAsync(IDatabase database, RedisStreamsKeys keys, NameValueEntry[] fields, int maxLength)
+    {
+        var args = new RedisValue[1 + fields.Length * 2];
+        args[0] = maxLength;
+        for (var i = 0; i < fields.Length; i++)
+        {
+            args[1 + i * 2] = fields[i].Name;
+            args[2 + i * 2] = fields[i].Value;
+        }
+        await database.ScriptEvaluateAsync(UnsequencedScript, [keys.Clock, keys.Stream], args);
+    }
+
+    /// <summary>Appends <paramref name="entries"/> in order, each only after its predecessor on its channel. A forced
+    /// entry may jump over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
     public static async Task<AppendResult> AppendAsync(
         IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength)
     {
-        var length = 4;
+        // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
+        List<string>? inboxes = null;
+        var length = 5;
         foreach (var entry in entries)
         {
-            length += 3 + (entry.Fields.Length + (entry.Force ? 1 : 0)) * 2;
+            length += 4 + (entry.Fields.Length + (entry.Force ? 1 : 0)) * 2;
+            if (entry.Channel.Length > 0 && (inboxes is null || !inboxes.Contains(entry.Channel)))
+            {
+                (inboxes ??= []).Add(entry.Channel);
+            }
         }
+        var keyList = new RedisKey[4 + (inboxes?.Count ?? 0) * 2];
+        keyList[0] = keys.Epoch;
+        keyList[1] = keys.Clock;
+        keyList[2] = keys.Stream;
+        keyList[3] = keys.Sequences;
+        for (var c = 0; c < (inboxes?.Count ?? 0); c++)
+        {
+            keyList[4 + c * 2] = keys.Inbox(inboxes![c]);
+            keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
+        }
+
         var args = new RedisValue[length];
         args[0] = epoch;
         args[1] = node;
         args[2] = maxLength;
-        args[3] = entries.Count;
-        var i = 4;
+        args[3] = (long)RedisStreamsKeys.InboxLifetime.TotalMilliseconds;
+        args[4] = entries.Count;
+        var i = 5;
         foreach (var entry in entries)
         {
             var fieldCount = entry.Fields.Length + (entry.Force ? 1 : 0);
+            args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes!.IndexOf(entry.Channel);
             args[i++] = entry.Sequence;
             args[i++] = entry.Force ? 1 : 0;
             args[i++] = fieldCount;
@@ -82,7 +193,7 @@ internal static class IdempotentAppend
             }
         }
 
-        var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, [keys.Stream, keys.Sequences, keys.Epoch], args))!;
+        var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
         var outcome = (AppendOutcome)(int)reply[0];
         if (outcome == AppendOutcome.EpochChanged)
         {
@@ -103,8 +214,9 @@ internal static class IdempotentAppend
     }
 }
 
-/// <summary>One entry to append: its sequence number, its fields, and whether it may jump over lost numbers.</summary>
-internal readonly record struct PendingAppend(long Sequence, NameValueEntry[] Fields, bool Force);
+/// <summary>One entry to append: its sequence number (on its channel), its fields, whether it may jump over lost numbers,
+/// and its channel: "" for the shared stream, else the id of the node whose inbox it goes to.</summary>
+internal readonly record struct PendingAppend(long Sequence, NameValueEntry[] Fields, bool Force, string Channel = "");
 
 internal enum AppendOutcome
 {
@@ -114,11 +226,12 @@ internal enum AppendOutcome
     /// <summary>Redis holds another epoch: it restarted empty. Nothing was appended.</summary>
     EpochChanged = -1,
 
-    /// <summary>The entries in <see cref="AppendResult.EntryIds"/> are in the stream; the next one lacks its predecessors
-    /// in Redis (<see cref="AppendResult.LastSequence"/> is the node's last number there).</summary>
+    /// <summary>The entries in <see cref="AppendResult.EntryIds"/> are in their streams; the next one lacks its
+    /// predecessors in Redis (<see cref="AppendResult.LastSequence"/> is the node's last number on that entry's channel).</summary>
     SequenceMissing = -2,
 }
 
 /// <summary>The script's answer: per entry handled, in order, its new id (null: it was there already, from an earlier
-/// attempt whose reply was lost); and the node's last sequence number in Redis.</summary>
+/// attempt whose reply was lost); and, when an entry lacks its predecessors, the node's last sequence number on that
+/// entry's channel in Redis.</summary>
 internal sealed record AppendResult(AppendOutcome Outcome, long LastSequence, string?[] EntryIds);

@@ -5,8 +5,8 @@ using System.Threading.Channels;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>The ordered queue of packets waiting to be appended. Bounded (<c>OutboxCapacity</c>: a full outbox makes
-/// senders wait); a packet gets its sequence number only when the publisher takes it, so a packet given up on leaves no
-/// hole in the sender's numbering. A packet not taken within <c>PublishTimeout</c> is given up by one sweeper that
+/// senders wait). Packets are numbered by the publisher, per channel, only once taken, so a packet given up on leaves
+/// no hole in the sender's numbering. A packet not taken within <c>PublishTimeout</c> is given up by one sweeper that
 /// looks at the oldest waiting packets only (no timer per packet).</summary>
 internal sealed class Outbox
 {
@@ -16,7 +16,6 @@ internal sealed class Outbox
     private readonly Action<OutboxItem> _expired;
     private readonly ConcurrentQueue<OutboxItem> _byAge = new();
     private int _depth;
-    private long _lastSequence;
     private int _sweeping;
 
     /// <param name="capacity">Most packets waiting.</param>
@@ -77,8 +76,8 @@ internal sealed class Outbox
     /// <summary>Waits until a packet can be taken; false once the outbox is closed and empty.</summary>
     public ValueTask<bool> WaitToTakeAsync(CancellationToken cancellationToken) => _channel.Reader.WaitToReadAsync(cancellationToken);
 
-    /// <summary>Takes, in order, up to <paramref name="max"/> packets whose senders still wait, and numbers them.
-    /// Packets given up are dropped without a number.</summary>
+    /// <summary>Takes, in order, up to <paramref name="max"/> packets whose senders still wait. Packets given up are
+    /// dropped.</summary>
     public void TakeBatch(List<OutboxItem> batch, int max)
     {
         while (batch.Count < max && _channel.Reader.TryRead(out var item))
@@ -86,7 +85,6 @@ internal sealed class Outbox
             Interlocked.Decrement(ref _depth);
             if (item.TryTake())
             {
-                item.Entry.Sequence = Interlocked.Increment(ref _lastSequence);
                 batch.Add(item);
             }
         }

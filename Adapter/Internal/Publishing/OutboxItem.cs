@@ -1,10 +1,9 @@
 using System.Diagnostics;
-using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
 
-/// <summary>A packet waiting to be appended to the stream. Its sequence number is given when the publisher takes it,
-/// so a packet that times out in the outbox leaves no hole in its sender's sequence.</summary>
+/// <summary>A packet waiting to be appended. Its sequence number is given when the publisher takes it, so a packet
+/// that times out in the outbox leaves no hole in its sender's sequence.</summary>
 internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
 {
     private const int Waiting = 0;
@@ -17,7 +16,10 @@ internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
     public StreamEntry Entry { get; } = entry;
     public Activity? Activity { get; } = activity;
     public long EnqueuedAt { get; } = Stopwatch.GetTimestamp();
-    public NameValueEntry[]? Fields { get; set; }
+
+    /// <summary>Appends still to confirm before the sender is told: more than one when a send to several connections
+    /// goes to the inboxes of several nodes. Used by the publisher's loop only.</summary>
+    public int PartsLeft { get; set; } = 1;
     public Task Completion => _completion.Task;
 
     /// <summary>Neither taken by the publisher nor given up by its sender yet.</summary>

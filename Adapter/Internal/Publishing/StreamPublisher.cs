@@ -5,10 +5,15 @@ using StackExchange.Redis;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
-/// Appends this node's packets to the stream, in order: a send waits in the <see cref="Outbox"/> (at most
-/// <c>PublishTimeout</c>), the publish loop takes batches, appends them with <see cref="IdempotentAppend"/>, retries
-/// with backoff while Redis is away, and keeps what Redis confirmed in the <see cref="ReplayWindow"/> to repair a
-/// Redis that lost it.
+/// Appends this node's packets, in order: a send waits in the <see cref="Outbox"/> (at most <c>PublishTimeout</c>), the
+/// publish loop takes batches, routes each packet to its channel, appends them with <see cref="IdempotentAppend"/>,
+/// retries with backoff while Redis is away, and keeps what Redis confirmed in the <see cref="ReplayWindow"/> to repair
+/// a Redis that lost it.
+/// <para>Channels: a packet addressed to one node (a group change, an ack, a client-result invocation or answer) goes
+/// to that node's inbox stream; a send to connections goes to the inbox of the node that holds them (found in the
+/// <see cref="ConnectionRegistry"/>, one lookup per batch for the owners not cached yet; a send to connections of
+/// several nodes becomes one entry per node); everything else (all, groups, users, and a send to a connection no live
+/// node is known to hold) goes to the shared stream, which every node reads. Each channel has its own numbering.</para>
 /// </summary>
 internal sealed class StreamPublisher
 {
@@ -19,17 +24,31 @@ internal sealed class StreamPublisher
     private readonly NodeContext _node;
     private readonly RedisEpoch _epoch;
     private readonly Func<IDatabase> _database;
+    private readonly ConnectionRegistry _registry;
+    private readonly Func<string, bool> _isGone;
     private readonly Task _readerPositioned;
     private readonly CancellationToken _stopping;
     private readonly Outbox _outbox;
     private readonly ReplayWindow _window;
     private readonly StreamEntryFormat.PayloadWriter _payload = new();
 
-    public StreamPublisher(NodeContext node, RedisEpoch epoch, Func<IDatabase> database, Task readerPositioned, CancellationToken stopping)
+    // Used by the publish loop only.
+    private readonly List<Append> _appends = new(MaxBatch);
+    private readonly Dictionary<string, long> _numbered = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, long> _confirmed = new(StringComparer.Ordinal);
+    private readonly HashSet<string> _forceNext = new(StringComparer.Ordinal);
+    private readonly List<string> _unknownOwners = [];
+    private int _checkChannels;
+
+    public StreamPublisher(
+        NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Func<string, bool> isGone,
+        Task readerPositioned, CancellationToken stopping)
     {
         _node = node;
         _epoch = epoch;
         _database = database;
+        _registry = registry;
+        _isGone = isGone;
         _readerPositioned = readerPositioned;
         _stopping = stopping;
         _outbox = new Outbox(node.Options.OutboxCapacity, node.Options.PublishTimeout, Expired);
@@ -147,9 +166,14 @@ internal sealed class StreamPublisher
         }
     }
 
-    /// <summary>After Redis restarted empty: a sequenced marker through the outbox. Appending it finds this node's
-    /// numbers missing in the new Redis and republishes the replay window at once, even when nothing else is sent.</summary>
-    public void RepublishSoon() => _ = PublishMarkerAsync();
+    /// <summary>After Redis restarted empty: every channel this node wrote to is checked against Redis and repaired
+    /// from the replay window before the next append, and a sequenced marker through the outbox makes that happen at
+    /// once, even when nothing else is sent.</summary>
+    public void RepublishSoon()
+    {
+        Volatile.Write(ref _checkChannels, 1);
+        _ = PublishMarkerAsync();
+    }
 
     private async Task PublishMarkerAsync()
     {
@@ -164,11 +188,9 @@ internal sealed class StreamPublisher
     }
 
     /// <summary>Appends an entry that carries no sequence number (heartbeat, goodbye): not ordered, not repaired.</summary>
-    public async Task AppendUnsequencedAsync(EntryKind kind)
-    {
-        var fields = StreamEntryFormat.Encode(new StreamEntry { Kind = kind, Node = _node.NodeId });
-        await _database().StreamAddAsync(_node.Keys.Stream, fields, maxLength: _node.Options.MaxLength, useApproximateMaxLength: true);
-    }
+    public Task AppendUnsequencedAsync(EntryKind kind)
+        => IdempotentAppend.AppendUnsequencedAsync(
+            _database(), _node.Keys, StreamEntryFormat.Encode(new StreamEntry { Kind = kind, Node = _node.NodeId }), _node.Options.MaxLength);
 
     /// <summary>No more sends are accepted; what is queued is still published by the loop.</summary>
     public void CloseOutbox() => _outbox.Close();
@@ -189,10 +211,6 @@ internal sealed class StreamPublisher
             {
                 batch.Clear();
                 _outbox.TakeBatch(batch, MaxBatch);
-                foreach (var item in batch)
-                {
-                    item.Fields = StreamEntryFormat.Encode(item.Entry, _payload);
-                }
                 if (batch.Count > 0)
                 {
                     await PublishBatchAsync(batch);
@@ -210,39 +228,79 @@ internal sealed class StreamPublisher
 
     private async Task PublishBatchAsync(List<OutboxItem> batch)
     {
+        var routed = false;
         var next = 0;
         var attempt = 0;
-        var forceFirst = false;
-        while (next < batch.Count)
+        while (true)
         {
+            List<string>? forced = null;
             try
             {
+                if (!routed)
+                {
+                    await RouteAsync(batch);
+                    routed = true;
+                }
                 var db = _database();
+                if (Interlocked.Exchange(ref _checkChannels, 0) == 1)
+                {
+                    try
+                    {
+                        await RepairChannelsAsync(db);
+                    }
+                    catch
+                    {
+                        Volatile.Write(ref _checkChannels, 1);
+                        throw;
+                    }
+                }
+                if (next >= _appends.Count)
+                {
+                    break;
+                }
+
                 var epoch = await _epoch.CurrentAsync(_stopping);
-                var appends = new PendingAppend[batch.Count - next];
+                var appends = new PendingAppend[_appends.Count - next];
                 for (var i = 0; i < appends.Length; i++)
                 {
-                    var item = batch[next + i];
-                    appends[i] = new PendingAppend(item.Entry.Sequence, item.Fields!, forceFirst && i == 0);
+                    var append = _appends[next + i];
+                    // The first entry of a channel after a hole the replay window could not fill jumps over it.
+                    var force = _forceNext.Count > 0 && _forceNext.Remove(append.Channel);
+                    if (force)
+                    {
+                        (forced ??= []).Add(append.Channel);
+                    }
+                    appends[i] = new PendingAppend(append.Entry.Sequence, append.Fields, force, append.Channel);
                 }
                 var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
-                forceFirst = false;
+                var first = next;
                 var now = Stopwatch.GetTimestamp();
                 foreach (var id in result.EntryIds)
                 {
-                    var item = batch[next++];
-                    _window.Add(new PublishedEntry(item.Entry.Sequence, item.Fields!, now, item.Activity?.Context ?? default));
+                    var append = _appends[next++];
+                    var item = append.Item;
+                    _window.Add(new PublishedEntry(append.Entry.Sequence, append.Fields, now, item.Activity?.Context ?? default, append.Channel));
+                    _confirmed[append.Channel] = append.Entry.Sequence;
                     item.Activity?.SetTag("messaging.message.id", id);
-                    item.Complete();
+                    if (--item.PartsLeft == 0)
+                    {
+                        item.Complete();
+                    }
                 }
-                _node.Instruments.Published.Add(result.EntryIds.Length);
+                _node.Instruments.Published.Add(next - first);
+                RestoreForcedNotReached(forced, next);
+                forced = null;
                 if (result.Outcome == AppendOutcome.EpochChanged)
                 {
                     await _epoch.RefreshAsync(_stopping);
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
                 {
-                    forceFirst = await RepairAsync(db, result.LastSequence, batch[next].Entry.Sequence);
+                    var stuck = _appends[next];
+                    await RepairAsync(db, new Dictionary<string, ChannelLoss>(StringComparer.Ordinal)
+                    {
+                        [stuck.Channel] = new(result.LastSequence, stuck.Entry.Sequence),
+                    });
                 }
                 if (attempt > 0)
                 {
@@ -253,38 +311,198 @@ internal sealed class StreamPublisher
             catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {
                 // Redis unreachable, timed out, or answered an error: the entries stay in order and are retried.
+                if (forced is not null)
+                {
+                    _forceNext.UnionWith(forced);
+                }
                 attempt++;
                 var delay = Retry.Backoff(attempt);
-                Log.PublishFailed(_node.Logger, ex, batch.Count - next, attempt, (int)delay.TotalMilliseconds);
-                _node.Instruments.PublishRetries.Add(batch.Count - next);
-                for (var i = next; i < batch.Count; i++)
+                var waiting = routed ? _appends.Count - next : batch.Count;
+                Log.PublishFailed(_node.Logger, ex, waiting, attempt, (int)delay.TotalMilliseconds);
+                _node.Instruments.PublishRetries.Add(waiting);
+                foreach (var item in batch)
                 {
-                    batch[i].Activity?.AddEvent(new ActivityEvent("publish.retry", tags: new ActivityTagsCollection
+                    if (item.PartsLeft > 0)
                     {
-                        ["retry.attempt"] = attempt,
-                        ["exception.type"] = ex.GetType().FullName,
-                        ["exception.message"] = ex.Message,
-                    }));
+                        item.Activity?.AddEvent(new ActivityEvent("publish.retry", tags: new ActivityTagsCollection
+                        {
+                            ["retry.attempt"] = attempt,
+                            ["exception.type"] = ex.GetType().FullName,
+                            ["exception.message"] = ex.Message,
+                        }));
+                    }
                 }
                 await Task.Delay(delay, _stopping);
             }
         }
     }
 
-    /// <summary>Redis holds <paramref name="last"/> as this node's last number, but <paramref name="sequence"/> is next:
-    /// entries were lost (restart without data, or a replica promoted without them). Appends them again from the replay
-    /// window; returns true when the next append must be forced past a hole the window cannot fill.</summary>
-    private async Task<bool> RepairAsync(IDatabase db, long last, long sequence)
+    /// <summary>A channel's forced entry the script did not reach (it stopped at an earlier entry) is still forced
+    /// when it is appended again.</summary>
+    private void RestoreForcedNotReached(List<string>? forced, int next)
     {
-        var plan = _window.PlanRepair(last, sequence);
-        Log.SequenceRepair(_node.Logger, last, sequence, plan.Republish.Count);
+        if (forced is null)
+        {
+            return;
+        }
+        for (var i = next; i < _appends.Count && forced.Count > 0; i++)
+        {
+            if (forced.Remove(_appends[i].Channel))
+            {
+                _forceNext.Add(_appends[i].Channel);
+            }
+        }
+    }
+
+    /// <summary>Turns the batch into appends, in order: each packet to its channel (see the class summary), numbered
+    /// on that channel and encoded. The owners of connections not cached yet are looked up first, in one command; a
+    /// Redis error there is thrown before anything is numbered, so the caller can simply retry.</summary>
+    private async Task RouteAsync(List<OutboxItem> batch)
+    {
+        _unknownOwners.Clear();
+        foreach (var item in batch)
+        {
+            if (item.Entry.Kind == EntryKind.Connections)
+            {
+                foreach (var target in item.Entry.Targets)
+                {
+                    if (!_registry.TryGetKnownOwner(target, out _))
+                    {
+                        _unknownOwners.Add(target);
+                    }
+                }
+            }
+        }
+        if (_unknownOwners.Count > 0)
+        {
+            await _registry.LookUpAsync(_unknownOwners);
+        }
+
+        _appends.Clear();
+        foreach (var item in batch)
+        {
+            var entry = item.Entry;
+            switch (entry.Kind)
+            {
+                case EntryKind.Connections:
+                    RouteToOwners(item);
+                    break;
+                case EntryKind.GroupCommand or EntryKind.Ack or EntryKind.Invoke or EntryKind.Result:
+                    AddAppend(item, entry, entry.TargetNode);
+                    break;
+                default:
+                    AddAppend(item, entry, "");
+                    break;
+            }
+        }
+    }
+
+    /// <summary>A send to connections: to the inbox of the node holding them; split per node when they are on several;
+    /// to the shared stream for those no live node is known to hold.</summary>
+    private void RouteToOwners(OutboxItem item)
+    {
+        var entry = item.Entry;
+        string? single = null;
+        var several = false;
+        foreach (var target in entry.Targets)
+        {
+            var owner = _registry.TryGetKnownOwner(target, out var known) ? known : "";
+            if (single is null)
+            {
+                single = owner;
+            }
+            else if (single != owner)
+            {
+                several = true;
+                break;
+            }
+        }
+        if (!several)
+        {
+            AddAppend(item, entry, single ?? "");
+            return;
+        }
+
+        var byOwner = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+        foreach (var target in entry.Targets)
+        {
+            var owner = _registry.TryGetKnownOwner(target, out var known) ? known : "";
+            if (!byOwner.TryGetValue(owner, out var targets))
+            {
+                byOwner[owner] = targets = [];
+            }
+            targets.Add(target);
+        }
+        item.PartsLeft = byOwner.Count;
+        foreach (var (owner, targets) in byOwner)
+        {
+            AddAppend(item, new StreamEntry
+            {
+                Kind = EntryKind.Connections, Node = entry.Node, Hub = entry.Hub, TraceParent = entry.TraceParent,
+                Targets = targets, Messages = entry.Messages,
+            }, owner);
+        }
+    }
+
+    private void AddAppend(OutboxItem item, StreamEntry entry, string channel)
+    {
+        ref var last = ref System.Runtime.InteropServices.CollectionsMarshal.GetValueRefOrAddDefault(_numbered, channel, out _);
+        entry.Sequence = ++last;
+        if (channel.Length > 0)
+        {
+            item.Activity?.SetTag("messaging.destination.name", (string?)_node.Keys.Inbox(channel));
+        }
+        _appends.Add(new Append(item, entry, channel, StreamEntryFormat.Encode(entry, _payload)));
+    }
+
+    /// <summary>After Redis restarted empty: asks Redis for this node's last number on every channel it wrote to (but
+    /// the inboxes of nodes that are gone) and republishes from the replay window what Redis lacks.</summary>
+    private async Task RepairChannelsAsync(IDatabase db)
+    {
+        var channels = _confirmed.Where(c => c.Value > 0 && (c.Key.Length == 0 || !_isGone(c.Key))).ToList();
+        var lasts = new Task<RedisValue>[channels.Count];
+        for (var i = 0; i < channels.Count; i++)
+        {
+            var key = channels[i].Key.Length == 0 ? _node.Keys.Sequences : _node.Keys.InboxSequences(channels[i].Key);
+            lasts[i] = db.HashGetAsync(key, _node.NodeId);
+        }
+        await Task.WhenAll(lasts);
+        var losses = new Dictionary<string, ChannelLoss>(StringComparer.Ordinal);
+        for (var i = 0; i < channels.Count; i++)
+        {
+            var (channel, confirmed) = channels[i];
+            var last = lasts[i].Result.IsNull ? 0 : (long)lasts[i].Result;
+            if (last < confirmed)
+            {
+                losses[channel] = new ChannelLoss(last, confirmed + 1);
+            }
+        }
+        if (losses.Count > 0)
+        {
+            await RepairAsync(db, losses);
+        }
+    }
+
+    /// <summary>Per channel, Redis holds a lower last number for this node than the next one to append: entries were
+    /// lost (restart without data, or a replica promoted without them). Appends them again from the replay window, in
+    /// their first order across channels, in one call; the channels whose next append must be forced past a hole the
+    /// window cannot fill are marked.</summary>
+    private async Task RepairAsync(IDatabase db, IReadOnlyDictionary<string, ChannelLoss> losses)
+    {
+        var plan = _window.PlanRepair(losses);
+        foreach (var (channel, loss) in losses)
+        {
+            Log.SequenceRepair(_node.Logger, channel.Length == 0 ? "shared stream" : "inbox of " + channel, loss.Last, loss.Next,
+                plan.Republish.Count(r => r.Entry.Channel == channel));
+        }
         if (plan.Lost > 0)
         {
             Log.ReplayWindowExceeded(_node.Logger, plan.Lost);
         }
         if (plan.Republish.Count == 0)
         {
-            return plan.ForceNext;
+            _forceNext.UnionWith(plan.ForceNextChannels);
+            return;
         }
         var spans = new List<Activity>();
         try
@@ -298,17 +516,22 @@ internal sealed class StreamPublisher
                     republish.SetTag("messaging.destination.name", _node.Keys.StreamName);
                     republish.SetTag("messaging.operation.type", "send");
                     republish.SetTag("signalr.redis_streams.sequence", entry.Sequence);
+                    if (entry.Channel.Length > 0)
+                    {
+                        republish.SetTag("messaging.destination.name", (string?)_node.Keys.Inbox(entry.Channel));
+                    }
                     spans.Add(republish);
                 }
             }
             var epoch = await _epoch.CurrentAsync(_stopping);
-            var appends = plan.Republish.Select(r => new PendingAppend(r.Entry.Sequence, r.Entry.Fields, r.Force)).ToArray();
+            var appends = plan.Republish.Select(r => new PendingAppend(r.Entry.Sequence, r.Entry.Fields, r.Force, r.Entry.Channel)).ToArray();
             var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
                 await _epoch.RefreshAsync(_stopping);
-                return false;
+                return;
             }
+            _forceNext.UnionWith(plan.ForceNextChannels);
         }
         finally
         {
@@ -317,6 +540,9 @@ internal sealed class StreamPublisher
                 span.Dispose();
             }
         }
-        return plan.ForceNext;
     }
+
+    /// <summary>One entry to append: the packet it comes from, the entry (numbered on its channel), its channel ("" for
+    /// the shared stream, else the node whose inbox it goes to) and its encoded fields.</summary>
+    private readonly record struct Append(OutboxItem Item, StreamEntry Entry, string Channel, NameValueEntry[] Fields);
 }

@@ -5,11 +5,14 @@ using StackExchange.Redis;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
-/// Reads the stream on the node's dedicated connection with a blocking XREAD: positions itself at a concrete id
-/// (<see cref="StartPosition"/>), keeps the cursor, resumes after the last id it processed after any error (with
-/// backoff) and from the new stream's start after Redis restarted empty; decodes each entry (malformed ones are logged
-/// and skipped), drops duplicates and reports gaps (<see cref="SequenceTracker"/>), measures lag, and hands each new
-/// entry to the node.
+/// Reads the node's two streams, its own inbox and the shared stream, on the node's dedicated connection: one XREAD
+/// of both without BLOCK, and a blocking XREAD to wait when there was nothing. Positions itself at a concrete id (<see cref="StartPosition"/>; the inbox of a fresh node from its
+/// start), keeps a cursor per stream, resumes after the last id it processed after any error (with backoff) and from
+/// the new streams' start after Redis restarted empty; decodes each entry (malformed ones are logged and skipped),
+/// drops duplicates and reports gaps per stream and sender (<see cref="SequenceTracker"/>), measures lag, and hands
+/// each new entry to the node. The two streams are merged by entry id: ids come from one clock for all the app's
+/// streams, so entries are handled in the order Redis appended them, and a sender's packets keep their order whichever
+/// stream each took.
 /// </summary>
 internal sealed class StreamReadLoop
 {
@@ -25,11 +28,15 @@ internal sealed class StreamReadLoop
     private readonly Action _recovered;
     private readonly CancellationToken _stopping;
     private readonly SequenceTracker _sequences = new();
+    private readonly SequenceTracker _inboxSequences = new();
+    private readonly RedisKey _inbox;
+    private readonly string _inboxName;
     private readonly StringCache _strings = new();
     private RedisValue[] _pairs = new RedisValue[16];
     private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private string _cursor = "";
+    private string _inboxCursor = StartPosition.AfterEmptyRestart;
     private long _lastReadOk;
     private long _lastReadLagMs;
     private long _entriesBehind;
@@ -46,6 +53,8 @@ internal sealed class StreamReadLoop
         _senderHeard = senderHeard;
         _recovered = recovered;
         _stopping = stopping;
+        _inbox = node.Keys.Inbox(node.NodeId);
+        _inboxName = _inbox.ToString();
     }
 
     /// <summary>Completes once the reader reads from a concrete position: from then on, whatever any node appends
@@ -91,11 +100,19 @@ internal sealed class StreamReadLoop
                     {
                         // Restarted empty: the old ids mean nothing now.
                         _cursor = StartPosition.AfterEmptyRestart;
+                        _inboxCursor = StartPosition.AfterEmptyRestart;
                     }
                     readerEpoch = epoch;
                 }
 
-                var result = await db.ExecuteAsync("XREAD", "COUNT", _node.Options.ReadCount, "BLOCK", blockMs, "STREAMS", _node.Keys.Stream, _cursor);
+                // A read without BLOCK answers from one instant of both streams, which the merge by id needs. A blocked
+                // XREAD that wakes up may answer with only the stream that woke it (Redis 7.0 does), though the other
+                // got entries in between: so it is only the wait, and what it brings is read again without BLOCK.
+                var result = await db.ExecuteAsync("XREAD", "COUNT", _node.Options.ReadCount, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                if (result.IsNull)
+                {
+                    await db.ExecuteAsync("XREAD", "COUNT", 1, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                }
                 if (attempt > 0)
                 {
                     Log.ReadRecovered(_node.Logger, _node.Keys.StreamName, attempt, _cursor);
@@ -134,31 +151,104 @@ internal sealed class StreamReadLoop
 
     private async Task ProcessAsync(RedisResult result)
     {
-        // XREAD reply: [[stream, [[id, [field, value, ...]], ...]]]
+        // XREAD reply: [[stream, [[id, [field, value, ...]], ...]], ...], only the streams that had entries.
+        RedisResult[]? inbox = null;
+        RedisResult[]? shared = null;
         foreach (var stream in (RedisResult[])result!)
         {
             var parts = (RedisResult[])stream!;
-            foreach (var raw in (RedisResult[])parts[1]!)
+            if (parts[0].ToString() == _inboxName)
             {
-                var pair = (RedisResult[])raw!;
-                var id = pair[0].ToString();
-                _cursor = id;
-                _node.Instruments.Received.Add(1);
-                var flat = (RedisResult[])pair[1]!;
-                if (_pairs.Length < flat.Length)
+                inbox = (RedisResult[])parts[1]!;
+            }
+            else
+            {
+                shared = (RedisResult[])parts[1]!;
+            }
+        }
+
+        if (inbox is null || shared is null)
+        {
+            foreach (var raw in (inbox ?? shared ?? []))
+            {
+                await ProcessRawAsync(raw, inbox is not null);
+            }
+            return;
+        }
+
+        // Both streams had entries: merge them by id, which orders entries across streams (one clock gives them all).
+        // A list that came back full may go on past its last id; entries of the other list after that id wait for the
+        // next read (their stream's cursor stays before them).
+        var full = _node.Options.ReadCount;
+        var cut = StreamId.Max;
+        if (inbox.Length >= full)
+        {
+            cut = StreamId.Parse(IdOf(inbox[^1]));
+        }
+        if (shared.Length >= full && StreamId.Parse(IdOf(shared[^1])) is var sharedLast && sharedLast.CompareTo(cut) < 0)
+        {
+            cut = sharedLast;
+        }
+        var i = 0;
+        var j = 0;
+        var nextInbox = StreamId.Parse(IdOf(inbox[0]));
+        var nextShared = StreamId.Parse(IdOf(shared[0]));
+        while (true)
+        {
+            var takeInbox = i < inbox.Length && (j >= shared.Length || nextInbox.CompareTo(nextShared) < 0);
+            if (takeInbox)
+            {
+                if (nextInbox.CompareTo(cut) > 0)
                 {
-                    _pairs = new RedisValue[flat.Length];
+                    return;
                 }
-                for (var i = 0; i < flat.Length; i++)
+                await ProcessRawAsync(inbox[i++], inbox: true);
+                nextInbox = i < inbox.Length ? StreamId.Parse(IdOf(inbox[i])) : StreamId.Max;
+            }
+            else if (j < shared.Length)
+            {
+                if (nextShared.CompareTo(cut) > 0)
                 {
-                    _pairs[i] = (RedisValue)flat[i];
+                    return;
                 }
-                await ProcessEntryAsync(id, flat.Length);
+                await ProcessRawAsync(shared[j++], inbox: false);
+                nextShared = j < shared.Length ? StreamId.Parse(IdOf(shared[j])) : StreamId.Max;
+            }
+            else
+            {
+                return;
             }
         }
     }
 
-    private async Task ProcessEntryAsync(string id, int pairCount)
+    private static string IdOf(RedisResult raw) => ((RedisResult[])raw!)[0].ToString();
+
+    private async Task ProcessRawAsync(RedisResult raw, bool inbox)
+    {
+        var pair = (RedisResult[])raw!;
+        var id = pair[0].ToString();
+        if (inbox)
+        {
+            _inboxCursor = id;
+        }
+        else
+        {
+            _cursor = id;
+        }
+        _node.Instruments.Received.Add(1);
+        var flat = (RedisResult[])pair[1]!;
+        if (_pairs.Length < flat.Length)
+        {
+            _pairs = new RedisValue[flat.Length];
+        }
+        for (var k = 0; k < flat.Length; k++)
+        {
+            _pairs[k] = (RedisValue)flat[k];
+        }
+        await ProcessEntryAsync(id, flat.Length, inbox ? _inboxSequences : _sequences, inbox);
+    }
+
+    private async Task ProcessEntryAsync(string id, int pairCount, SequenceTracker sequences, bool inbox)
     {
         StreamEntry entry;
         try
@@ -168,7 +258,7 @@ internal sealed class StreamReadLoop
         catch (InvalidDataException ex)
         {
             _node.Instruments.Malformed.Add(1);
-            Log.MalformedEntry(_node.Logger, id, _node.Keys.StreamName, ex.Message);
+            Log.MalformedEntry(_node.Logger, id, inbox ? _inboxName : _node.Keys.StreamName, ex.Message);
             return;
         }
 
@@ -176,7 +266,7 @@ internal sealed class StreamReadLoop
         _senderHeard(entry.Node);
         if (entry.Sequence > 0)
         {
-            if (!_sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
+            if (!sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
             {
                 _node.Instruments.Duplicates.Add(1);
                 return;
@@ -184,7 +274,7 @@ internal sealed class StreamReadLoop
             if (missing > 0)
             {
                 _node.Instruments.Gaps.Add(missing);
-                Log.GapDetected(_node.Logger, missing, entry.Node, entry.Sequence - missing - 1, entry.Sequence);
+                Log.GapDetected(_node.Logger, missing, entry.Node, inbox ? _inboxName : _node.Keys.StreamName, entry.Sequence - missing - 1, entry.Sequence);
             }
         }
         await _handle(id, entry);

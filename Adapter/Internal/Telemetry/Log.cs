@@ -20,8 +20,8 @@ internal static partial class Log
     [LoggerMessage(5, LogLevel.Warning, "Skipped malformed entry {EntryId} in stream '{Stream}': {Reason}")]
     public static partial void MalformedEntry(ILogger logger, string entryId, string stream, string reason);
 
-    [LoggerMessage(6, LogLevel.Error, "Gap: {Missing} entries from node {Sender} were never read (had sequence {LastSeen}, next read was {Sequence}); they were trimmed (MaxLength) or lost by Redis.")]
-    public static partial void GapDetected(ILogger logger, long missing, string sender, long lastSeen, long sequence);
+    [LoggerMessage(6, LogLevel.Error, "Gap: {Missing} entries from node {Sender} in stream '{Stream}' were never read (had sequence {LastSeen}, next read was {Sequence}); they were trimmed (MaxLength) or lost by Redis.")]
+    public static partial void GapDetected(ILogger logger, long missing, string sender, string stream, long lastSeen, long sequence);
 
     [LoggerMessage(7, LogLevel.Warning, "Redis was restarted without its data (epoch {OldEpoch} -> {NewEpoch}); republishing {Count} recent entries and re-registering connections.")]
     public static partial void RedisRestartDetected(ILogger logger, string oldEpoch, string newEpoch, int count);
@@ -38,8 +38,8 @@ internal static partial class Log
     [LoggerMessage(11, LogLevel.Warning, "Writing to connection {ConnectionId} failed.")]
     public static partial void WriteFailed(ILogger logger, Exception exception, string connectionId);
 
-    [LoggerMessage(12, LogLevel.Warning, "Redis holds sequence {Last} for this node but {Sequence} was next: republishing {Count} entries from the replay window.")]
-    public static partial void SequenceRepair(ILogger logger, long last, long sequence, int count);
+    [LoggerMessage(12, LogLevel.Warning, "On the {Channel}, Redis holds sequence {Last} for this node but {Sequence} was next: republishing {Count} entries from the replay window.")]
+    public static partial void SequenceRepair(ILogger logger, string channel, long last, long sequence, int count);
 
     [LoggerMessage(13, LogLevel.Error, "Redis lost {Missing} entries this node published that are older than the replay window; they cannot be republished.")]
     public static partial void ReplayWindowExceeded(ILogger logger, long missing);

@@ -27,7 +27,6 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         var result = await AppendAsync(Entries(1, 2, 3));
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
-        Assert.Equal(3, result.LastSequence);
         Assert.All(result.EntryIds, id => Assert.NotNull(id));
         Assert.Equal(["1", "2", "3"], await SequencesInStreamAsync());
         Assert.Equal(3, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
@@ -85,6 +84,88 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         Assert.Equal(0, await Db.StreamLengthAsync(_keys.Stream));
     }
 
+    [Fact]
+    public async Task Each_channel_has_its_own_stream_and_numbering_and_only_inboxes_expire()
+    {
+        var result = await AppendAsync(
+        [
+            new PendingAppend(1, Fields(1), Force: false),
+            new PendingAppend(1, Fields(1), Force: false, Channel: "b"),
+            new PendingAppend(2, Fields(2), Force: false),
+            new PendingAppend(1, Fields(1), Force: false, Channel: "c"),
+            new PendingAppend(2, Fields(2), Force: false, Channel: "b"),
+        ]);
+
+        Assert.Equal(AppendOutcome.Appended, result.Outcome);
+        Assert.Equal(5, result.EntryIds.Count(id => id is not null));
+        Assert.Equal(["1", "2"], await SequencesInStreamAsync());
+        Assert.Equal(["1", "2"], await SequencesInStreamAsync(_keys.Inbox("b")));
+        Assert.Equal(["1"], await SequencesInStreamAsync(_keys.Inbox("c")));
+        Assert.Equal(2, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
+        Assert.Equal(2, (long)await Db.HashGetAsync(_keys.InboxSequences("b"), "node"));
+        Assert.Equal(1, (long)await Db.HashGetAsync(_keys.InboxSequences("c"), "node"));
+
+        Assert.Null(await Db.KeyTimeToLiveAsync(_keys.Stream));
+        Assert.Null(await Db.KeyTimeToLiveAsync(_keys.Sequences));
+        foreach (var key in new[] { _keys.Inbox("b"), _keys.InboxSequences("b"), _keys.Inbox("c"), _keys.InboxSequences("c") })
+        {
+            var ttl = await Db.KeyTimeToLiveAsync(key);
+            Assert.True(ttl > RedisStreamsKeys.InboxLifetime - TimeSpan.FromMinutes(1) && ttl <= RedisStreamsKeys.InboxLifetime, $"{key}: TTL {ttl}");
+        }
+    }
+
+    [Fact]
+    public async Task An_inbox_entry_whose_predecessors_Redis_lost_reports_that_inboxs_last_number_and_keeps_what_came_before()
+    {
+        await AppendAsync([new PendingAppend(1, Fields(1), Force: false, Channel: "b"), new PendingAppend(2, Fields(2), Force: false, Channel: "b")]);
+        await Db.HashSetAsync(_keys.InboxSequences("b"), "node", 1); // as if Redis had lost number 2
+
+        var result = await AppendAsync(
+        [
+            new PendingAppend(1, Fields(1), Force: false),
+            new PendingAppend(3, Fields(3), Force: false, Channel: "b"),
+            new PendingAppend(2, Fields(2), Force: false),
+        ]);
+
+        Assert.Equal(AppendOutcome.SequenceMissing, result.Outcome);
+        Assert.Equal(1, result.LastSequence);
+        Assert.Single(result.EntryIds);
+        Assert.Equal(["1"], await SequencesInStreamAsync());
+        Assert.Equal(1, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
+    }
+
+    [Fact]
+    public async Task Ids_come_from_one_clock_so_they_are_ordered_across_the_shared_stream_and_every_inbox()
+    {
+        var result = await AppendAsync(
+        [
+            new PendingAppend(1, Fields(1), Force: false, Channel: "b"),
+            new PendingAppend(1, Fields(1), Force: false),
+            new PendingAppend(2, Fields(2), Force: false, Channel: "b"),
+            new PendingAppend(1, Fields(1), Force: false, Channel: "c"),
+        ]);
+        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
+        var next = await AppendAsync([new PendingAppend(3, Fields(3), Force: false, Channel: "b")]);
+
+        var ids = result.EntryIds.Concat([(string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id]).Concat(next.EntryIds)
+            .Select(id => StreamId.Parse(id!)).ToList();
+        Assert.Equal(ids.Order().ToList(), ids);
+        Assert.Equal(ids.Count, ids.Distinct().Count());
+    }
+
+    [Fact]
+    public async Task An_id_added_past_the_clock_by_someone_else_makes_the_clock_jump_past_it_and_the_append_succeeds()
+    {
+        await Db.StreamAddAsync(_keys.Stream, [new NameValueEntry("x", "1")], messageId: "9999999999999-5");
+
+        var result = await AppendAsync(Entries(1, 2));
+
+        Assert.Equal(AppendOutcome.Appended, result.Outcome);
+        Assert.Equal([new StreamId(9999999999999, 6), new StreamId(9999999999999, 7)], result.EntryIds.Select(id => StreamId.Parse(id!)));
+        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
+        Assert.Equal("9999999999999-8", (string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id);
+    }
+
     private Task<AppendResult> AppendAsync(PendingAppend[] entries)
         => IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", entries, maxLength: 1000);
 
@@ -92,6 +173,6 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
 
     private static NameValueEntry[] Fields(long sequence) => [new("s", sequence), new("p", "x")];
 
-    private async Task<string[]> SequencesInStreamAsync()
-        => [.. (await Db.StreamRangeAsync(_keys.Stream)).Select(e => (string)e["s"]!)];
+    private async Task<string[]> SequencesInStreamAsync(RedisKey? stream = null)
+        => [.. (await Db.StreamRangeAsync(stream ?? _keys.Stream)).Select(e => (string)e["s"]!)];
 }

@@ -82,6 +82,29 @@ public sealed class ReplayWindowTests
         Assert.Equal([2L, 3L], window.PlanRepair(0, 4).Republish.Select(r => r.Entry.Sequence));
     }
 
+    [Fact]
+    public void A_repair_of_several_channels_republishes_in_the_order_of_the_first_appends_and_forces_each_channel_on_its_own()
+    {
+        var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
+        window.Add(Entry(1, Start));
+        window.Add(Entry(1, Start, "b"));
+        window.Add(Entry(2, Start));
+        window.Add(Entry(2, Start, "b"));
+        window.Add(Entry(5, Start, "c")); // c's 1..4 fell out of the window
+
+        var plan = window.PlanRepair(new Dictionary<string, ChannelLoss>
+        {
+            [""] = new(Last: 0, Next: 3),
+            ["b"] = new(Last: 1, Next: 3),
+            ["c"] = new(Last: 0, Next: 7), // c's 6 is not in the window either
+        });
+
+        Assert.Equal([("", 1L), ("", 2L), ("b", 2L), ("c", 5L)], plan.Republish.Select(r => (r.Entry.Channel, r.Entry.Sequence)));
+        Assert.Equal([false, false, false, true], plan.Republish.Select(r => r.Force));
+        Assert.Equal(["c"], plan.ForceNextChannels);
+        Assert.Equal(5, plan.Lost); // c's 1..4 and 6
+    }
+
     private static ReplayWindow Window(params long[] sequences)
     {
         var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
@@ -92,7 +115,7 @@ public sealed class ReplayWindowTests
         return window;
     }
 
-    private static PublishedEntry Entry(long sequence, long at) => new(sequence, [], at, default);
+    private static PublishedEntry Entry(long sequence, long at, string channel = "") => new(sequence, [], at, default, channel);
 
     private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);
 }

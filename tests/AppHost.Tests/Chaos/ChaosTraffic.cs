@@ -8,9 +8,12 @@ namespace AppHost.Tests.Chaos;
 /// <summary>
 /// Chat traffic through the balancer for chaos tests. On every node: a sender, and two receivers — one of them the
 /// user <c>bob-{label}</c> — who all joined the room <c>room-{label}</c>. Each sender invokes, at a steady rate,
-/// <c>Send</c> (to all), <c>SendToRoom</c> and <c>SendToUser(bob)</c> in turn with numbered texts
-/// <c>{label}|{sender}|{k}</c>, without waiting for each to finish, so several are queued while Redis is away.
-/// A send counts as sent when its hub invocation completed (the packet is in the stream), as failed when it threw.
+/// <c>Send</c> (to all), <c>SendToRoom</c>, <c>SendToUser(bob)</c> and <c>SendToConnection</c> (to amy's connection on
+/// the next node: a packet addressed to one node) in turn with numbered texts <c>{label}|{sender}|{k}</c>, without
+/// waiting for each to finish, so several are queued while Redis is away. A send counts as sent when its hub invocation
+/// completed (the packet is in Redis), as failed when it threw. Order is checked per sender over all kinds: the direct
+/// messages travel in the target node's inbox, the others in the shared stream, and the node merges the two back into
+/// send order.
 /// </summary>
 internal sealed class ChaosTraffic : IAsyncDisposable
 {
@@ -41,6 +44,12 @@ internal sealed class ChaosTraffic : IAsyncDisposable
                 var senderConnection = await ChatClients.ConnectToNodeAsync(balancerUrl, node, "sender-" + label, cancellationToken);
                 traffic._senders.Add(new Sender(senderConnection, node, $"s{traffic._senders.Count + 1}", traffic));
             }
+            // Sender i sends its direct messages to amy on the next node.
+            var amys = traffic._receivers.Where(r => r.User == "amy-" + label).ToList();
+            for (var i = 0; i < traffic._senders.Count; i++)
+            {
+                traffic._senders[i].DirectTarget = amys[(i + 1) % amys.Count];
+            }
         }
         catch
         {
@@ -61,16 +70,25 @@ internal sealed class ChaosTraffic : IAsyncDisposable
     public Task SendAsync(int count, TimeSpan interval, CancellationToken cancellationToken)
         => Task.WhenAll(_senders.Select(s => s.RunAsync(count, interval, cancellationToken)));
 
-    /// <summary>Who must receive message k: all receivers for Send and SendToRoom, bob's connections for SendToUser.</summary>
-    public bool MustReceive(Receiver receiver, int k) => Kind(k) != 2 || receiver.User == Bob;
+    /// <summary>Who must receive message k of <paramref name="sender"/>: all receivers for Send and SendToRoom, bob's
+    /// connections for SendToUser, the sender's direct target for SendToConnection.</summary>
+    public bool MustReceive(Sender sender, Receiver receiver, int k) => Kind(k) switch
+    {
+        2 => receiver.User == Bob,
+        3 => receiver == sender.DirectTarget,
+        _ => true,
+    };
 
-    public static int Kind(int k) => k % 3;
+    public static int Kind(int k) => k % 4;
+
+    /// <summary>The channel message k takes: 0 the shared stream (all, room, user), 1 the target node's inbox.</summary>
+    private static int Channel(int k) => Kind(k) == 3 ? 1 : 0;
 
     /// <summary>Waits until every live receiver holds every message it must (or the deadline passes), then counts.</summary>
     public async Task<ChaosReport> SettleAsync(TimeSpan deadline, IReadOnlyCollection<string>? deadNodes = null)
     {
         var live = _receivers.Where(r => deadNodes is null || !deadNodes.Contains(r.Node)).ToList();
-        bool Complete() => live.All(r => _senders.All(s => s.Succeeded.Where(k => MustReceive(r, k)).All(k => r.Has(s.Name, k))));
+        bool Complete() => live.All(r => _senders.All(s => s.Succeeded.Where(k => MustReceive(s, r, k)).All(k => r.Has(s.Name, k))));
         try
         {
             await Eventually.TrueAsync(() => Task.FromResult(Complete()), deadline, "every live receiver has every sent message");
@@ -89,11 +107,13 @@ internal sealed class ChaosTraffic : IAsyncDisposable
             foreach (var sender in _senders)
             {
                 var numbers = texts.Select(t => t.Split('|')).Where(p => p[1] == sender.Name).Select(p => int.Parse(p[2], CultureInfo.InvariantCulture)).ToList();
-                var expected = sender.Succeeded.Where(k => MustReceive(receiver, k)).ToList();
+                var expected = sender.Succeeded.Where(k => MustReceive(sender, receiver, k)).ToList();
                 report.Expected += expected.Count;
+                report.ExpectedDirect += expected.Count(k => Channel(k) == 1);
                 foreach (var k in expected.Where(k => !numbers.Contains(k)))
                 {
                     report.Lost++;
+                    report.LostDirect += Channel(k);
                     if (report.LostSamples.Count < 20)
                     {
                         report.LostSamples.Add($"{sender.Name}|{k} (kind {Kind(k)}) not at {receiver.User}@{receiver.Node}");
@@ -165,6 +185,9 @@ internal sealed class ChaosTraffic : IAsyncDisposable
 
         public string Name { get; } = name;
 
+        /// <summary>The receiver (on another node) this sender's direct messages go to.</summary>
+        public Receiver? DirectTarget { get; set; }
+
         public int Issued => Volatile.Read(ref _issued);
 
         public int Failed => Volatile.Read(ref _failed);
@@ -182,7 +205,8 @@ internal sealed class ChaosTraffic : IAsyncDisposable
                 {
                     0 => Connection.InvokeAsync("Send", text, cancellationToken),
                     1 => Connection.InvokeAsync("SendToRoom", traffic.Room, text, cancellationToken),
-                    _ => Connection.InvokeAsync("SendToUser", traffic.Bob, text, cancellationToken),
+                    2 => Connection.InvokeAsync("SendToUser", traffic.Bob, text, cancellationToken),
+                    _ => Connection.InvokeAsync("SendToConnection", DirectTarget!.Connection.ConnectionId, text, cancellationToken),
                 };
                 sends.Add(Track(k, invocation));
                 Interlocked.Increment(ref _issued);
@@ -220,6 +244,10 @@ internal sealed class ChaosReport
     public int Duplicates { get; set; }
     public int Reordered { get; set; }
 
+    /// <summary>Of <see cref="Expected"/> and <see cref="Lost"/>: the direct messages (addressed to one node's inbox).</summary>
+    public int ExpectedDirect { get; set; }
+    public int LostDirect { get; set; }
+
     /// <summary>Received, though the sender's invocation did not complete (its node was killed after publishing).</summary>
     public int Unconfirmed { get; set; }
 
@@ -227,7 +255,8 @@ internal sealed class ChaosReport
     public List<string> LostSamples { get; } = [];
 
     public override string ToString() =>
-        $"sent {Sent}, failed to send {FailedToSend}, expected deliveries {Expected}, received {Received}, lost {Lost}, " +
+        $"sent {Sent}, failed to send {FailedToSend}, expected deliveries {Expected} (direct {ExpectedDirect}), received {Received}, " +
+        $"lost {Lost} (direct {LostDirect}), " +
         $"duplicates {Duplicates}, reordered {Reordered}, delivered without confirmation {Unconfirmed}" +
         (LostSamples.Count > 0 ? "; lost: " + string.Join(", ", LostSamples) : "");
 }
