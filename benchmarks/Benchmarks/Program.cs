@@ -9,17 +9,17 @@ namespace Benchmarks;
 
 /// <summary>
 /// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
-/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|all [--quick]</c>
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]</c>
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|all [--quick]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]";
 
     public static async Task<int> Main(string[] args)
     {
         var scenario = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))?.ToLowerInvariant();
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
-        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "all"))
+        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "sweep" or "all"))
         {
             Console.Error.WriteLine(Usage);
             return 2;
@@ -33,7 +33,8 @@ internal static class Program
         var clock = Stopwatch.StartNew();
         var sections = new List<string>();
         var violations = new List<string>();
-        string? svg = null;
+        // Plots: file name, SVG, and whether it replaces the committed one under docs/.
+        var plots = new List<(string FileName, string Svg, bool Commit)>();
         try
         {
             if (scenario is "throughput" or "all")
@@ -61,7 +62,16 @@ internal static class Program
                 var cells = await CellsScenario.RunAsync(quick ? CellsSettings.Quick : CellsSettings.Default, log);
                 sections.Add(cells.Markdown);
                 violations.AddRange(cells.Violations);
-                svg = cells.Svg;
+                plots.Add(("benchmark.svg", cells.Svg, scenario == "all"));
+            }
+
+            if (scenario is "sweep" or "all")
+            {
+                var sweep = await SweepScenario.RunAsync(quick ? SweepSettings.Quick : SweepSettings.Default, log);
+                sections.Add(sweep.Markdown);
+                violations.AddRange(sweep.Violations);
+                // `sweep` alone replaces the committed plot too, except in a --quick run (a smoke test, not results).
+                plots.Add(("sweep.svg", sweep.Svg, scenario == "all" || !quick));
             }
         }
         catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException)
@@ -81,17 +91,12 @@ internal static class Program
             var path = Path.Combine(root, "benchmarks", "RESULTS.md");
             await File.WriteAllTextAsync(path, markdown);
             Console.WriteLine($"written to {path}");
-            if (svg is not null)
-            {
-                var plot = Path.Combine(root, "docs", "benchmark.svg");
-                await File.WriteAllTextAsync(plot, svg);
-                Console.WriteLine($"written to {plot}");
-            }
         }
-        else if (svg is not null)
+
+        foreach (var (fileName, svg, commit) in plots)
         {
-            // Only `all` replaces the committed plot; a single scenario's goes next to the node logs.
-            var plot = Path.Combine(logDirectory.FullName, "benchmark.svg");
+            // A plot that does not replace the committed one goes next to the node logs.
+            var plot = Path.Combine(commit ? Path.Combine(FindRepositoryRoot(), "docs") : logDirectory.FullName, fileName);
             await File.WriteAllTextAsync(plot, svg);
             Console.WriteLine($"plot written to {plot}");
         }
@@ -129,7 +134,7 @@ internal static class Program
         }
 
         text.AppendLine("- Everything runs in **one process** on loopback: a private `redis-server` per scenario, in-process Kestrel nodes per " +
-                        "backplane (2 in throughput, latency, outage and tracing; 3 in cells; `127.0.0.1:0`, hub at `/hub`, JSON protocol) and real SignalR clients over WebSockets. Clients, servers and " +
+                        "backplane (2 in throughput, latency, outage and tracing; 3 in cells; 2, 3 and 6 in the sweep; `127.0.0.1:0`, hub at `/hub`, JSON protocol) and real SignalR clients over WebSockets. Clients, servers and " +
                         "Redis share the 2 cores, so absolute numbers are low and noisy; compare the two columns, measured in the same run with " +
                         "the same parameters. Each backplane uses its default options.");
         text.AppendLine("- Ratio = ours / Microsoft's (cells also: ours / the one-server no-backplane ceiling). Node logs (Warning and above) go to a temp file, named on the console.");

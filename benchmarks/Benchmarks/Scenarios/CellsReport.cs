@@ -103,7 +103,7 @@ internal static class CellsReport
         text.Append(Summary(runs));
         text.AppendLine();
 
-        foreach (var cell in Enum.GetValues<Cell>().Where(c => c != Cell.PublishPath))
+        foreach (var cell in CellsScenario.Cells.Where(c => c != Cell.PublishPath))
         {
             text.AppendLine("### " + cell.Title());
             text.AppendLine();
@@ -180,7 +180,7 @@ internal static class CellsReport
     {
         var table = new Markdown("cell", "unit", "ours", "Microsoft", "ceiling", "ours / Microsoft", "ours / ceiling", "p99 ms ours / Microsoft / ceiling",
             "lost / dup / reordered");
-        foreach (var cell in Enum.GetValues<Cell>().Where(c => c != Cell.PublishPath))
+        foreach (var cell in CellsScenario.Cells.Where(c => c != Cell.PublishPath))
         {
             double Rate(CellRun r) => cell == Cell.Direct ? r.SendsPerSecond : r.DeliveriesPerSecond;
             var o = Median(runs, cell, Subject.Ours, Rate);
@@ -256,10 +256,10 @@ internal static class CellsReport
         return text.ToString();
     }
 
-    private static string Percent(double value, double reference)
+    public static string Percent(double value, double reference)
         => double.IsNaN(value) || double.IsNaN(reference) || reference == 0 ? "n/a" : (100 * value / reference).ToString("0", CultureInfo.InvariantCulture) + " %";
 
-    private static string Correctness(IEnumerable<CellRun> runs)
+    public static string Correctness(IEnumerable<CellRun> runs)
     {
         var list = runs.ToList();
         var lost = list.Sum(r => r.Lost);
@@ -297,7 +297,7 @@ internal static class CellsReport
         };
 
         var rows = new List<(string Title, string Note, (Subject Subject, double Value)[] Throughput, (Subject Subject, double Value)[] P99)>();
-        foreach (var cell in Enum.GetValues<Cell>())
+        foreach (var cell in CellsScenario.Cells)
         {
             if (cell == Cell.PublishPath)
             {
@@ -373,5 +373,5 @@ internal static class CellsReport
         }
     }
 
-    private static string Escape(string text) => SecurityElement.Escape(text) ?? "";
+    public static string Escape(string text) => SecurityElement.Escape(text) ?? "";
 }
