@@ -28,63 +28,71 @@ internal static class IdempotentAppend
     /// (the clock key was evicted, or someone added with <c>*</c>), the clock jumps past that stream's last id and the
     /// append is made with the next one.</summary>
     private const string ClockLua = """
-        local clock_ms, clock_seq = 0, -1
+        local clock_ms, clock_seq, clock_prefix = 0, -1, '0-'
         local clock_moved = false
+        local function clock_set(ms, seq)
+          clock_ms, clock_seq = ms, seq
+          clock_prefix = string.format('%.0f', ms) .. '-'
+        end
         local function clock_read(key)
+          local ms, seq = 0, -1
           local last = redis.call('GET', key)
           if last then
             local a, b = string.match(last, '^(%d+)-(%d+)$')
-            if a then clock_ms, clock_seq = tonumber(a), tonumber(b) end
+            if a then ms, seq = tonumber(a), tonumber(b) end
           end
           local t = redis.call('TIME')
           local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-          if now > clock_ms then clock_ms, clock_seq = now, -1 end
+          if now > ms then ms, seq = now, -1 end
+          clock_set(ms, seq)
         end
-        local function clock_next()
+        local function xadd(stream, fields, from, to)
           clock_seq = clock_seq + 1
           clock_moved = true
-          return string.format('%.0f-%.0f', clock_ms, clock_seq)
-        end
-        local function xadd(stream, maxlen, fields, from, to)
-          local id = clock_next()
-          local r = redis.pcall('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields, from, to))
+          local id = clock_prefix .. clock_seq
+          local r = redis.pcall('XADD', stream, id, unpack(fields, from, to))
           if type(r) == 'table' and r.err then
             local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
             if #top == 0 then return redis.error_reply(r.err) end
             local a, b = string.match(top[1][1], '^(%d+)-(%d+)$')
             a, b = tonumber(a), tonumber(b)
-            if a > clock_ms or (a == clock_ms and b > clock_seq) then clock_ms, clock_seq = a, b end
-            id = clock_next()
-            redis.call('XADD', stream, 'MAXLEN', '~', maxlen, id, unpack(fields, from, to))
+            if a > clock_ms or (a == clock_ms and b > clock_seq) then clock_set(a, b) end
+            clock_seq = clock_seq + 1
+            id = clock_prefix .. clock_seq
+            redis.call('XADD', stream, id, unpack(fields, from, to))
           end
           return id
         end
         local function clock_save(key)
-          if clock_moved then redis.call('SET', key, string.format('%.0f-%.0f', clock_ms, clock_seq)) end
+          if clock_moved then redis.call('SET', key, clock_prefix .. clock_seq) end
         end
 
         """;
 
     /// <summary>KEYS: epoch, clock, then per channel its stream and its sequence hash; channel 1 is always the shared
-    /// stream, the others are node inboxes. ARGV: epoch, node, max length, inbox lifetime in ms, entry count, then per
-    /// entry: its channel, its sequence, force (1 = may jump over numbers Redis lost), its field count, its field/value
-    /// pairs. Returns {1, 0, ids} all in their streams; {-2, last, ids} the entry after those in ids lacks its
-    /// predecessors (last = its channel's last number in Redis); {-1, epoch, {}} Redis holds another epoch. ids has
-    /// one element per entry handled, in order: its new id, or '' when it was already there. Every inbox written to
-    /// (stream and sequence hash) gets the inbox lifetime again, so the inbox of a node that died without a goodbye
-    /// goes away.</summary>
+    /// stream, the others are node inboxes. ARGV: epoch, node, max length, inbox lifetime in ms, 1 to get the new ids
+    /// back (else only how many entries were handled), entry count, then per entry: its channel, its sequence, force
+    /// (1 = may jump over numbers Redis lost), its field count, its field/value pairs. Returns {1, 0, handled} all in
+    /// their streams; {-2, last, handled} the entry after those handled lacks its predecessors (last = its channel's
+    /// last number in Redis); {-1, epoch, 0} Redis holds another epoch. handled is the number of entries handled, or
+    /// when asked, one element per entry handled, in order: its new id, or '' when it was already there. Each stream
+    /// written to is trimmed once (MAXLEN ~) at the end, and every inbox written to (stream and sequence hash) gets
+    /// the inbox lifetime again, so the inbox of a node that died without a goodbye goes away.</summary>
     private const string Script = ClockLua + """
         local e = redis.call('GET', KEYS[1])
-        if e ~= ARGV[1] then return {-1, e or '', {}} end
+        if e ~= ARGV[1] then return {-1, e or '', 0} end
         clock_read(KEYS[2])
         local node = ARGV[2]
         local ttl = tonumber(ARGV[4])
+        local want_ids = ARGV[5] == '1'
         local last = {}
         local start = {}
+        local written = {}
         local function flush()
           clock_save(KEYS[2])
           for c, l in pairs(last) do
             if l ~= start[c] then redis.call('HSET', KEYS[c * 2 + 2], node, l) end
+            if written[c] then redis.call('XTRIM', KEYS[c * 2 + 1], 'MAXLEN', '~', ARGV[3]) end
             if c > 1 and ttl > 0 then
               redis.call('PEXPIRE', KEYS[c * 2 + 1], ttl)
               redis.call('PEXPIRE', KEYS[c * 2 + 2], ttl)
@@ -92,8 +100,9 @@ internal static class IdempotentAppend
           end
         end
         local ids = {}
-        local i = 6
-        for k = 1, tonumber(ARGV[5]) do
+        local handled = 0
+        local i = 7
+        for k = 1, tonumber(ARGV[6]) do
           local c = tonumber(ARGV[i])
           local seq = tonumber(ARGV[i + 1])
           local n = tonumber(ARGV[i + 3])
@@ -104,25 +113,31 @@ internal static class IdempotentAppend
             last[c] = l
           end
           if seq <= l then
-            ids[k] = ''
+            if want_ids then ids[k] = '' end
           elseif seq ~= l + 1 and ARGV[i + 2] ~= '1' then
             flush()
-            return {-2, l, ids}
+            if want_ids then return {-2, l, ids} end
+            return {-2, l, handled}
           else
-            ids[k] = xadd(KEYS[c * 2 + 1], ARGV[3], ARGV, i + 4, i + 3 + n * 2)
+            local id = xadd(KEYS[c * 2 + 1], ARGV, i + 4, i + 3 + n * 2)
+            if want_ids then ids[k] = id end
             last[c] = seq
+            written[c] = true
           end
+          handled = k
           i = i + 4 + n * 2
         end
         flush()
-        return {1, 0, ids}
+        if want_ids then return {1, 0, ids} end
+        return {1, 0, handled}
         """;
 
     /// <summary>KEYS: clock, stream. ARGV: max length, then field/value pairs. Returns the new id.</summary>
     private const string UnsequencedScript = ClockLua + """
         clock_read(KEYS[1])
-        local id = xadd(KEYS[2], ARGV[1], ARGV, 2, #ARGV)
+        local id = xadd(KEYS[2], ARGV, 2, #ARGV)
         clock_save(KEYS[1])
+        redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[1])
         return id
         """;
 
@@ -142,12 +157,15 @@ internal static class IdempotentAppend
 
     /// <summary>Appends <paramref name="entries"/> in order, each only after its predecessor on its channel. A forced
     /// entry may jump over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
+    /// <remarks>With <paramref name="wantIds"/> false only how many entries were handled comes back, not each new
+    /// entry's id (those are for traces).</remarks>
     public static async Task<AppendResult> AppendAsync(
-        IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength)
+        IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength,
+        bool wantIds = true)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
         List<string>? inboxes = null;
-        var length = 5;
+        var length = 6;
         foreach (var entry in entries)
         {
             length += 4 + (entry.Fields.Length + (entry.Force ? 1 : 0)) * 2;
@@ -172,8 +190,9 @@ internal static class IdempotentAppend
         args[1] = node;
         args[2] = maxLength;
         args[3] = (long)RedisStreamsKeys.InboxLifetime.TotalMilliseconds;
-        args[4] = entries.Count;
-        var i = 5;
+        args[4] = wantIds ? 1 : 0;
+        args[5] = entries.Count;
+        var i = 6;
         foreach (var entry in entries)
         {
             var fieldCount = entry.Fields.Length + (entry.Force ? 1 : 0);
@@ -197,11 +216,15 @@ internal static class IdempotentAppend
         var outcome = (AppendOutcome)(int)reply[0];
         if (outcome == AppendOutcome.EpochChanged)
         {
-            return new AppendResult(outcome, 0, []);
+            return new AppendResult(outcome, 0, 0, []);
         }
         if (outcome is not (AppendOutcome.Appended or AppendOutcome.SequenceMissing))
         {
             throw new InvalidDataException($"The append script answered an unknown code {(int)reply[0]}.");
+        }
+        if (!wantIds)
+        {
+            return new AppendResult(outcome, (long)reply[1], (int)reply[2], null);
         }
         var handled = (RedisResult[])reply[2]!;
         var ids = new string?[handled.Length];
@@ -210,7 +233,7 @@ internal static class IdempotentAppend
             var id = (string?)handled[k];
             ids[k] = string.IsNullOrEmpty(id) ? null : id;
         }
-        return new AppendResult(outcome, (long)reply[1], ids);
+        return new AppendResult(outcome, (long)reply[1], ids.Length, ids);
     }
 }
 
@@ -226,12 +249,13 @@ internal enum AppendOutcome
     /// <summary>Redis holds another epoch: it restarted empty. Nothing was appended.</summary>
     EpochChanged = -1,
 
-    /// <summary>The entries in <see cref="AppendResult.EntryIds"/> are in their streams; the next one lacks its
+    /// <summary>The first <see cref="AppendResult.Handled"/> entries are in their streams; the next one lacks its
     /// predecessors in Redis (<see cref="AppendResult.LastSequence"/> is the node's last number on that entry's channel).</summary>
     SequenceMissing = -2,
 }
 
-/// <summary>The script's answer: per entry handled, in order, its new id (null: it was there already, from an earlier
-/// attempt whose reply was lost); and, when an entry lacks its predecessors, the node's last sequence number on that
-/// entry's channel in Redis.</summary>
-internal sealed record AppendResult(AppendOutcome Outcome, long LastSequence, string?[] EntryIds);
+/// <summary>The script's answer: how many entries were handled (appended, or there already from an earlier attempt
+/// whose reply was lost), in order from the first; when asked, per entry handled its new id (null: it was there
+/// already); and, when an entry lacks its predecessors, the node's last sequence number on that entry's channel in
+/// Redis.</summary>
+internal sealed record AppendResult(AppendOutcome Outcome, long LastSequence, int Handled, string?[]? EntryIds);

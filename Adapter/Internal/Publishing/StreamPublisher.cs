@@ -272,16 +272,22 @@ internal sealed class StreamPublisher
                     }
                     appends[i] = new PendingAppend(append.Entry.Sequence, append.Fields, force, append.Channel);
                 }
-                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
+                // The new entries' ids are only wanted for traces.
+                var traced = false;
+                for (var i = next; i < _appends.Count && !traced; i++)
+                {
+                    traced = _appends[i].Item.Activity is not null;
+                }
+                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: traced);
                 var first = next;
                 var now = Stopwatch.GetTimestamp();
-                foreach (var id in result.EntryIds)
+                for (var k = 0; k < result.Handled; k++)
                 {
                     var append = _appends[next++];
                     var item = append.Item;
                     _window.Add(new PublishedEntry(append.Entry.Sequence, append.Fields, now, item.Activity?.Context ?? default, append.Channel));
                     _confirmed[append.Channel] = append.Entry.Sequence;
-                    item.Activity?.SetTag("messaging.message.id", id);
+                    item.Activity?.SetTag("messaging.message.id", result.EntryIds?[k]);
                     if (--item.PartsLeft == 0)
                     {
                         item.Complete();
@@ -525,7 +531,7 @@ internal sealed class StreamPublisher
             }
             var epoch = await _epoch.CurrentAsync(_stopping);
             var appends = plan.Republish.Select(r => new PendingAppend(r.Entry.Sequence, r.Entry.Fields, r.Force, r.Entry.Channel)).ToArray();
-            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength);
+            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: false);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
                 await _epoch.RefreshAsync(_stopping);

@@ -154,8 +154,22 @@ internal sealed record CellsOutcome(string Markdown, string Svg, IReadOnlyList<C
 /// </summary>
 internal static class CellsScenario
 {
-    /// <summary>The cells this scenario runs, in order.</summary>
-    public static IReadOnlyList<Cell> Cells { get; } = [Cell.Broadcast64, Cell.Broadcast1K, Cell.Groups, Cell.Direct, Cell.FixedRate, Cell.PublishPath];
+    /// <summary>The cells this scenario runs, in order; the environment variable <c>BENCH_CELLS</c> (e.g. <c>Direct,Groups</c>)
+    /// keeps only some, for a quicker A/B of one path while working on it.</summary>
+    public static IReadOnlyList<Cell> Cells { get; } = Only(Environment.GetEnvironmentVariable("BENCH_CELLS"),
+        [Cell.Broadcast64, Cell.Broadcast1K, Cell.Groups, Cell.Direct, Cell.FixedRate, Cell.PublishPath]);
+
+    private static Cell[] Only(string? names, Cell[] all)
+    {
+        if (string.IsNullOrWhiteSpace(names))
+        {
+            return all;
+        }
+        var wanted = names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(n => Enum.TryParse<Cell>(n, ignoreCase: true, out var cell) ? cell : throw new ArgumentException($"BENCH_CELLS: unknown cell '{n}' (cells: {string.Join(", ", all)})."))
+            .ToHashSet();
+        return [.. all.Where(wanted.Contains)];
+    }
 
     public static async Task<CellsOutcome> RunAsync(CellsSettings settings, LogSink log)
     {

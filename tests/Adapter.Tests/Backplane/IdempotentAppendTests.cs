@@ -27,7 +27,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         var result = await AppendAsync(Entries(1, 2, 3));
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
-        Assert.All(result.EntryIds, id => Assert.NotNull(id));
+        Assert.All(result.EntryIds!, id => Assert.NotNull(id));
         Assert.Equal(["1", "2", "3"], await SequencesInStreamAsync());
         Assert.Equal(3, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
     }
@@ -40,9 +40,9 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         var retry = await AppendAsync(Entries(1, 2, 3));
 
         Assert.Equal(AppendOutcome.Appended, retry.Outcome);
-        Assert.Null(retry.EntryIds[0]);
-        Assert.Null(retry.EntryIds[1]);
-        Assert.NotNull(retry.EntryIds[2]);
+        Assert.Null(retry.EntryIds![0]);
+        Assert.Null(retry.EntryIds![1]);
+        Assert.NotNull(retry.EntryIds![2]);
         Assert.Equal(["1", "2", "3"], await SequencesInStreamAsync());
     }
 
@@ -55,7 +55,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
 
         Assert.Equal(AppendOutcome.SequenceMissing, result.Outcome);
         Assert.Equal(3, result.LastSequence);
-        Assert.Single(result.EntryIds);
+        Assert.Single(result.EntryIds!);
         Assert.Equal(["1", "2", "3"], await SequencesInStreamAsync());
         Assert.Equal(3, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
     }
@@ -85,6 +85,19 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     }
 
     [Fact]
+    public async Task Without_ids_asked_the_script_answers_how_many_entries_it_handled()
+    {
+        await AppendAsync(Entries(1, 2));
+
+        var retried = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(1, 2, 3), maxLength: 1000, wantIds: false);
+        var stuck = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(4, 6), maxLength: 1000, wantIds: false);
+
+        Assert.Equal((AppendOutcome.Appended, 3, (string?[]?)null), (retried.Outcome, retried.Handled, retried.EntryIds));
+        Assert.Equal((AppendOutcome.SequenceMissing, 1, 4L), (stuck.Outcome, stuck.Handled, stuck.LastSequence));
+        Assert.Equal(["1", "2", "3", "4"], await SequencesInStreamAsync());
+    }
+
+    [Fact]
     public async Task Each_channel_has_its_own_stream_and_numbering_and_only_inboxes_expire()
     {
         var result = await AppendAsync(
@@ -97,7 +110,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         ]);
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
-        Assert.Equal(5, result.EntryIds.Count(id => id is not null));
+        Assert.Equal(5, result.EntryIds!.Count(id => id is not null));
         Assert.Equal(["1", "2"], await SequencesInStreamAsync());
         Assert.Equal(["1", "2"], await SequencesInStreamAsync(_keys.Inbox("b")));
         Assert.Equal(["1"], await SequencesInStreamAsync(_keys.Inbox("c")));
@@ -129,7 +142,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
 
         Assert.Equal(AppendOutcome.SequenceMissing, result.Outcome);
         Assert.Equal(1, result.LastSequence);
-        Assert.Single(result.EntryIds);
+        Assert.Single(result.EntryIds!);
         Assert.Equal(["1"], await SequencesInStreamAsync());
         Assert.Equal(1, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
     }
@@ -147,7 +160,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
         var next = await AppendAsync([new PendingAppend(3, Fields(3), Force: false, Channel: "b")]);
 
-        var ids = result.EntryIds.Concat([(string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id]).Concat(next.EntryIds)
+        var ids = result.EntryIds!.Concat([(string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id]).Concat(next.EntryIds!)
             .Select(id => StreamId.Parse(id!)).ToList();
         Assert.Equal(ids.Order().ToList(), ids);
         Assert.Equal(ids.Count, ids.Distinct().Count());
@@ -161,7 +174,7 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
         var result = await AppendAsync(Entries(1, 2));
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
-        Assert.Equal([new StreamId(9999999999999, 6), new StreamId(9999999999999, 7)], result.EntryIds.Select(id => StreamId.Parse(id!)));
+        Assert.Equal([new StreamId(9999999999999, 6), new StreamId(9999999999999, 7)], result.EntryIds!.Select(id => StreamId.Parse(id!)));
         await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
         Assert.Equal("9999999999999-8", (string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id);
     }
