@@ -3,9 +3,9 @@ using StackExchange.Redis;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
-/// Where a retried XADD is made idempotent: entries are appended by one Lua script, a batch of them per call, which
-/// in the same atomic step as each XADD compares the entry's sequence number with the last one Redis holds for its
-/// node on its channel. A channel is where an entry goes: the shared stream, or the inbox stream of the one node it is
+/// Where a retried XADD is made idempotent: entries are appended by one Lua script, several per call, which in the same
+/// atomic step as each XADD compares the entry's sequence numbers with the last one Redis holds for its node on its
+/// channel. An entry carries one packet or a batch of consecutive ones (see <see cref="StreamEntryFormat"/>). A channel is where an entry goes: the shared stream, or the inbox stream of the one node it is
 /// addressed to; each has its own numbering per sender, so that a reader of one channel sees every sender's numbers
 /// without holes.
 /// <list type="bullet">
@@ -46,11 +46,12 @@ internal static class IdempotentAppend
           if now > ms then ms, seq = now, -1 end
           clock_set(ms, seq)
         end
-        local function xadd(stream, fields, from, to)
+        local function xadd(stream, value, restart)
           clock_seq = clock_seq + 1
           clock_moved = true
           local id = clock_prefix .. clock_seq
-          local r = redis.pcall('XADD', stream, id, unpack(fields, from, to))
+          local r
+          if restart then r = redis.pcall('XADD', stream, id, 'e', value, 'r', '1') else r = redis.pcall('XADD', stream, id, 'e', value) end
           if type(r) == 'table' and r.err then
             local top = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
             if #top == 0 then return redis.error_reply(r.err) end
@@ -59,7 +60,7 @@ internal static class IdempotentAppend
             if a > clock_ms or (a == clock_ms and b > clock_seq) then clock_set(a, b) end
             clock_seq = clock_seq + 1
             id = clock_prefix .. clock_seq
-            redis.call('XADD', stream, id, unpack(fields, from, to))
+            if restart then redis.call('XADD', stream, id, 'e', value, 'r', '1') else redis.call('XADD', stream, id, 'e', value) end
           end
           return id
         end
@@ -71,13 +72,14 @@ internal static class IdempotentAppend
 
     /// <summary>KEYS: epoch, clock, then per channel its stream and its sequence hash; channel 1 is always the shared
     /// stream, the others are node inboxes. ARGV: epoch, node, max length, inbox lifetime in ms, 1 to get the new ids
-    /// back (else only how many entries were handled), entry count, then per entry: its channel, its sequence, force
-    /// (1 = may jump over numbers Redis lost), its field count, its field/value pairs. Returns {1, 0, handled} all in
-    /// their streams; {-2, last, handled} the entry after those handled lacks its predecessors (last = its channel's
-    /// last number in Redis); {-1, epoch, 0} Redis holds another epoch. handled is the number of entries handled, or
-    /// when asked, one element per entry handled, in order: its new id, or '' when it was already there. Each stream
-    /// written to is trimmed once (MAXLEN ~) at the end, and every inbox written to (stream and sequence hash) gets
-    /// the inbox lifetime again, so the inbox of a node that died without a goodbye goes away.</summary>
+    /// back (else only how many entries were handled), entry count, then per entry: its channel, the sequence numbers
+    /// of its first and last packet, force (1 = may jump over numbers Redis lost), its value (one packet or a batch).
+    /// Returns {1, 0, handled} all in their streams; {-2, last, handled} the entry after those handled lacks its
+    /// predecessors (last = its channel's last number in Redis); {-1, epoch, 0} Redis holds another epoch. handled is
+    /// the number of entries handled, or when asked, one element per entry handled, in order: its new id, or '' when it
+    /// was already there. Each stream written to is trimmed once (MAXLEN ~) at the end, and every inbox written to
+    /// (stream and sequence hash) gets the inbox lifetime again, so the inbox of a node that died without a goodbye
+    /// goes away.</summary>
     private const string Script = ClockLua + """
         local e = redis.call('GET', KEYS[1])
         if e ~= ARGV[1] then return {-1, e or '', 0} end
@@ -104,38 +106,39 @@ internal static class IdempotentAppend
         local i = 7
         for k = 1, tonumber(ARGV[6]) do
           local c = tonumber(ARGV[i])
-          local seq = tonumber(ARGV[i + 1])
-          local n = tonumber(ARGV[i + 3])
+          local first = tonumber(ARGV[i + 1])
+          local final = tonumber(ARGV[i + 2])
+          local force = ARGV[i + 3] == '1'
           local l = last[c]
           if l == nil then
             l = tonumber(redis.call('HGET', KEYS[c * 2 + 2], node) or '0')
             start[c] = l
             last[c] = l
           end
-          if seq <= l then
+          if final <= l then
             if want_ids then ids[k] = '' end
-          elseif seq ~= l + 1 and ARGV[i + 2] ~= '1' then
+          elseif first ~= l + 1 and not force then
             flush()
             if want_ids then return {-2, l, ids} end
             return {-2, l, handled}
           else
-            local id = xadd(KEYS[c * 2 + 1], ARGV, i + 4, i + 3 + n * 2)
+            local id = xadd(KEYS[c * 2 + 1], ARGV[i + 4], force)
             if want_ids then ids[k] = id end
-            last[c] = seq
+            last[c] = final
             written[c] = true
           end
           handled = k
-          i = i + 4 + n * 2
+          i = i + 5
         end
         flush()
         if want_ids then return {1, 0, ids} end
         return {1, 0, handled}
         """;
 
-    /// <summary>KEYS: clock, stream. ARGV: max length, then field/value pairs. Returns the new id.</summary>
+    /// <summary>KEYS: clock, stream. ARGV: max length, the packet. Returns the new id.</summary>
     private const string UnsequencedScript = ClockLua + """
         clock_read(KEYS[1])
-        local id = xadd(KEYS[2], ARGV, 2, #ARGV)
+        local id = xadd(KEYS[2], ARGV[2], false)
         clock_save(KEYS[1])
         redis.call('XTRIM', KEYS[2], 'MAXLEN', '~', ARGV[1])
         return id
@@ -143,17 +146,8 @@ internal static class IdempotentAppend
 
     /// <summary>Appends an entry that carries no sequence number (a heartbeat, a goodbye) to the shared stream, with an
     /// id from the clock like every other entry.</summary>
-    public static async Task AppendUnsequencedAsync(IDatabase database, RedisStreamsKeys keys, NameValueEntry[] fields, int maxLength)
-    {
-        var args = new RedisValue[1 + fields.Length * 2];
-        args[0] = maxLength;
-        for (var i = 0; i < fields.Length; i++)
-        {
-            args[1 + i * 2] = fields[i].Name;
-            args[2 + i * 2] = fields[i].Value;
-        }
-        await database.ScriptEvaluateAsync(UnsequencedScript, [keys.Clock, keys.Stream], args);
-    }
+    public static async Task AppendUnsequencedAsync(IDatabase database, RedisStreamsKeys keys, byte[] packet, int maxLength)
+        => await database.ScriptEvaluateAsync(UnsequencedScript, [keys.Clock, keys.Stream], [maxLength, packet]);
 
     /// <summary>Appends <paramref name="entries"/> in order, each only after its predecessor on its channel. A forced
     /// entry may jump over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
@@ -165,10 +159,8 @@ internal static class IdempotentAppend
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
         List<string>? inboxes = null;
-        var length = 6;
         foreach (var entry in entries)
         {
-            length += 4 + (entry.Fields.Length + (entry.Force ? 1 : 0)) * 2;
             if (entry.Channel.Length > 0 && (inboxes is null || !inboxes.Contains(entry.Channel)))
             {
                 (inboxes ??= []).Add(entry.Channel);
@@ -185,7 +177,7 @@ internal static class IdempotentAppend
             keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
         }
 
-        var args = new RedisValue[length];
+        var args = new RedisValue[6 + entries.Count * 5];
         args[0] = epoch;
         args[1] = node;
         args[2] = maxLength;
@@ -195,21 +187,11 @@ internal static class IdempotentAppend
         var i = 6;
         foreach (var entry in entries)
         {
-            var fieldCount = entry.Fields.Length + (entry.Force ? 1 : 0);
             args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes!.IndexOf(entry.Channel);
-            args[i++] = entry.Sequence;
+            args[i++] = entry.FirstSequence;
+            args[i++] = entry.LastSequence;
             args[i++] = entry.Force ? 1 : 0;
-            args[i++] = fieldCount;
-            foreach (var field in entry.Fields)
-            {
-                args[i++] = field.Name;
-                args[i++] = field.Value;
-            }
-            if (entry.Force)
-            {
-                args[i++] = StreamEntryFormat.SequenceRestartField;
-                args[i++] = "1";
-            }
+            args[i++] = entry.Value;
         }
 
         var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
@@ -237,9 +219,10 @@ internal static class IdempotentAppend
     }
 }
 
-/// <summary>One entry to append: its sequence number (on its channel), its fields, whether it may jump over lost numbers,
-/// and its channel: "" for the shared stream, else the id of the node whose inbox it goes to.</summary>
-internal readonly record struct PendingAppend(long Sequence, NameValueEntry[] Fields, bool Force, string Channel = "");
+/// <summary>One entry to append: the sequence numbers (on its channel) of its first and last packet, its value (one
+/// packet, or a batch of consecutive ones), whether it may jump over lost numbers, and its channel: "" for the shared
+/// stream, else the id of the node whose inbox it goes to.</summary>
+internal readonly record struct PendingAppend(long FirstSequence, long LastSequence, byte[] Value, bool Force, string Channel = "");
 
 internal enum AppendOutcome
 {

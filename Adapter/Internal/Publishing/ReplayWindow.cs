@@ -74,7 +74,7 @@ internal readonly record struct ChannelLoss(long Last, long Next);
 
 /// <summary>What the publisher keeps of an entry it appended, to append it again if Redis loses it; its channel is ""
 /// (the shared stream) or the node whose inbox it went to.</summary>
-internal readonly record struct PublishedEntry(long Sequence, NameValueEntry[] Fields, long PublishedAt, ActivityContext Context, string Channel = "");
+internal readonly record struct PublishedEntry(long Sequence, byte[] Packet, long PublishedAt, ActivityContext Context, string Channel = "");
 
 /// <summary>The entries to append again (each forced past a hole when it cannot follow the previous one on its
 /// channel), the channels whose next new entry must be forced too, and how many of this node's numbers are lost for

@@ -33,6 +33,7 @@ internal sealed class StreamReadLoop
     private readonly string _inboxName;
     private readonly StringCache _strings = new();
     private RedisValue[] _pairs = new RedisValue[16];
+    private readonly List<ReadOnlyMemory<byte>> _packets = [];
     private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private readonly TaskCompletionSource _firstAttempt = new(TaskCreationOptions.RunContinuationsAsynchronously);
     private string _cursor = "";
@@ -250,34 +251,56 @@ internal sealed class StreamReadLoop
 
     private async Task ProcessEntryAsync(string id, int pairCount, SequenceTracker sequences, bool inbox)
     {
-        StreamEntry entry;
+        var stream = inbox ? _inboxName : _node.Keys.StreamName;
+        bool sequenceRestarts;
         try
         {
-            entry = StreamEntryFormat.Decode(_pairs.AsSpan(0, pairCount), _strings);
+            (var value, sequenceRestarts) = StreamEntryFormat.ReadFields(_pairs.AsSpan(0, pairCount));
+            StreamEntryFormat.SplitPackets(value, _packets);
         }
         catch (InvalidDataException ex)
         {
             _node.Instruments.Malformed.Add(1);
-            Log.MalformedEntry(_node.Logger, id, inbox ? _inboxName : _node.Keys.StreamName, ex.Message);
+            Log.MalformedEntry(_node.Logger, id, stream, ex.Message);
             return;
         }
 
         RecordLag(id);
-        _senderHeard(entry.Node);
-        if (entry.Sequence > 0)
+        for (var p = 0; p < _packets.Count; p++)
         {
-            if (!sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
+            StreamEntry entry;
+            try
             {
-                _node.Instruments.Duplicates.Add(1);
-                return;
+                entry = StreamEntryFormat.DecodePacket(_packets[p], _strings);
             }
-            if (missing > 0)
+            catch (InvalidDataException ex)
             {
-                _node.Instruments.Gaps.Add(missing);
-                Log.GapDetected(_node.Logger, missing, entry.Node, inbox ? _inboxName : _node.Keys.StreamName, entry.Sequence - missing - 1, entry.Sequence);
+                _node.Instruments.Malformed.Add(1);
+                Log.MalformedEntry(_node.Logger, _packets.Count == 1 ? id : id + "#" + p.ToString(CultureInfo.InvariantCulture), stream, ex.Message);
+                continue;
             }
+            entry.SequenceRestarts = sequenceRestarts && p == 0;
+            if (p > 0)
+            {
+                _node.Instruments.Received.Add(1);
+            }
+
+            _senderHeard(entry.Node);
+            if (entry.Sequence > 0)
+            {
+                if (!sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
+                {
+                    _node.Instruments.Duplicates.Add(1);
+                    continue;
+                }
+                if (missing > 0)
+                {
+                    _node.Instruments.Gaps.Add(missing);
+                    Log.GapDetected(_node.Logger, missing, entry.Node, stream, entry.Sequence - missing - 1, entry.Sequence);
+                }
+            }
+            await _handle(id, entry);
         }
-        await _handle(id, entry);
     }
 
     private void RecordLag(string id)

@@ -65,12 +65,28 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     {
         await AppendAsync(Entries(1));
 
-        var result = await AppendAsync([new PendingAppend(5, Fields(5), Force: true), new PendingAppend(6, Fields(6), Force: false)]);
+        var result = await AppendAsync([new PendingAppend(5, 5, Value(5), Force: true), new PendingAppend(6, 6, Value(6), Force: false)]);
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
         var entries = await Db.StreamRangeAsync(_keys.Stream);
         Assert.Equal("1", (string?)entries[^2]["r"]);
         Assert.True(entries[^1]["r"].IsNull);
+    }
+
+    [Fact]
+    public async Task An_entry_carrying_a_run_of_packets_is_appended_once_and_a_retry_of_it_is_not_appended_again()
+    {
+        await AppendAsync(Entries(1));
+
+        var first = await AppendAsync([new PendingAppend(2, 4, Value(234), Force: false)]);
+        var retry = await AppendAsync([new PendingAppend(2, 4, Value(234), Force: false), new PendingAppend(5, 5, Value(5), Force: false)]);
+        var behind = await AppendAsync([new PendingAppend(7, 9, Value(789), Force: false)]);
+
+        Assert.Equal(AppendOutcome.Appended, first.Outcome);
+        Assert.Equal((AppendOutcome.Appended, (string?)null), (retry.Outcome, retry.EntryIds![0]));
+        Assert.Equal((AppendOutcome.SequenceMissing, 5L), (behind.Outcome, behind.LastSequence));
+        Assert.Equal(["1", "234", "5"], await SequencesInStreamAsync());
+        Assert.Equal(5, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
     }
 
     [Fact]
@@ -102,11 +118,11 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     {
         var result = await AppendAsync(
         [
-            new PendingAppend(1, Fields(1), Force: false),
-            new PendingAppend(1, Fields(1), Force: false, Channel: "b"),
-            new PendingAppend(2, Fields(2), Force: false),
-            new PendingAppend(1, Fields(1), Force: false, Channel: "c"),
-            new PendingAppend(2, Fields(2), Force: false, Channel: "b"),
+            new PendingAppend(1, 1, Value(1), Force: false),
+            new PendingAppend(1, 1, Value(1), Force: false, Channel: "b"),
+            new PendingAppend(2, 2, Value(2), Force: false),
+            new PendingAppend(1, 1, Value(1), Force: false, Channel: "c"),
+            new PendingAppend(2, 2, Value(2), Force: false, Channel: "b"),
         ]);
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
@@ -130,14 +146,14 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     [Fact]
     public async Task An_inbox_entry_whose_predecessors_Redis_lost_reports_that_inboxs_last_number_and_keeps_what_came_before()
     {
-        await AppendAsync([new PendingAppend(1, Fields(1), Force: false, Channel: "b"), new PendingAppend(2, Fields(2), Force: false, Channel: "b")]);
+        await AppendAsync([new PendingAppend(1, 1, Value(1), Force: false, Channel: "b"), new PendingAppend(2, 2, Value(2), Force: false, Channel: "b")]);
         await Db.HashSetAsync(_keys.InboxSequences("b"), "node", 1); // as if Redis had lost number 2
 
         var result = await AppendAsync(
         [
-            new PendingAppend(1, Fields(1), Force: false),
-            new PendingAppend(3, Fields(3), Force: false, Channel: "b"),
-            new PendingAppend(2, Fields(2), Force: false),
+            new PendingAppend(1, 1, Value(1), Force: false),
+            new PendingAppend(3, 3, Value(3), Force: false, Channel: "b"),
+            new PendingAppend(2, 2, Value(2), Force: false),
         ]);
 
         Assert.Equal(AppendOutcome.SequenceMissing, result.Outcome);
@@ -152,13 +168,13 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     {
         var result = await AppendAsync(
         [
-            new PendingAppend(1, Fields(1), Force: false, Channel: "b"),
-            new PendingAppend(1, Fields(1), Force: false),
-            new PendingAppend(2, Fields(2), Force: false, Channel: "b"),
-            new PendingAppend(1, Fields(1), Force: false, Channel: "c"),
+            new PendingAppend(1, 1, Value(1), Force: false, Channel: "b"),
+            new PendingAppend(1, 1, Value(1), Force: false),
+            new PendingAppend(2, 2, Value(2), Force: false, Channel: "b"),
+            new PendingAppend(1, 1, Value(1), Force: false, Channel: "c"),
         ]);
-        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
-        var next = await AppendAsync([new PendingAppend(3, Fields(3), Force: false, Channel: "b")]);
+        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Value(0), maxLength: 1000);
+        var next = await AppendAsync([new PendingAppend(3, 3, Value(3), Force: false, Channel: "b")]);
 
         var ids = result.EntryIds!.Concat([(string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id]).Concat(next.EntryIds!)
             .Select(id => StreamId.Parse(id!)).ToList();
@@ -175,17 +191,17 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
 
         Assert.Equal(AppendOutcome.Appended, result.Outcome);
         Assert.Equal([new StreamId(9999999999999, 6), new StreamId(9999999999999, 7)], result.EntryIds!.Select(id => StreamId.Parse(id!)));
-        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Fields(0), maxLength: 1000);
+        await IdempotentAppend.AppendUnsequencedAsync(Db, _keys, Value(0), maxLength: 1000);
         Assert.Equal("9999999999999-8", (string?)(await Db.StreamRangeAsync(_keys.Stream))[^1].Id);
     }
 
     private Task<AppendResult> AppendAsync(PendingAppend[] entries)
         => IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", entries, maxLength: 1000);
 
-    private static PendingAppend[] Entries(params long[] sequences) => [.. sequences.Select(s => new PendingAppend(s, Fields(s), Force: false))];
+    private static PendingAppend[] Entries(params long[] sequences) => [.. sequences.Select(s => new PendingAppend(s, s, Value(s), Force: false))];
 
-    private static NameValueEntry[] Fields(long sequence) => [new("s", sequence), new("p", "x")];
+    private static byte[] Value(long sequence) => System.Text.Encoding.UTF8.GetBytes(sequence.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
     private async Task<string[]> SequencesInStreamAsync(RedisKey? stream = null)
-        => [.. (await Db.StreamRangeAsync(stream ?? _keys.Stream)).Select(e => (string)e["s"]!)];
+        => [.. (await Db.StreamRangeAsync(stream ?? _keys.Stream)).Select(e => (string)e["e"]!)];
 }

@@ -21,7 +21,7 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         var stream = cluster.KeyPrefix + cluster.StreamName;
 
         await redis.Server.ExecuteAsync("XADD", stream, "*", "foo", "bar");
-        await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0003\u0001\u0001\u0000\u0001x\u0000\u0000"); // format 3
+        await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0004\u0001\u0001\u0000\u0001x\u0000\u0000"); // format 4
         await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0002\u0001\u0001\u0000\u0001x\u0000\u0000\u0005"); // count past the end
         await redis.Server.ExecuteAsync("XADD", stream, "*", "v", "1", "n", "x", "s", "1", "k", "1", "h", HubName, "t", "", "p", ""); // format 1
         await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "after garbage");
@@ -32,6 +32,32 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         await Eventually.TrueAsync(() => malformed.Total >= 8, $"8 malformed entries counted (saw {malformed.Total})");
         Assert.Equal(["after garbage"], a.Texts);
         Assert.Equal(["after garbage"], b.Texts);
+    }
+
+    [Fact]
+    public async Task A_malformed_packet_inside_a_batch_is_skipped_and_counted_and_the_batchs_other_packets_are_delivered()
+    {
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output);
+        await using var a = await cluster.ConnectAsync(0);
+        using var malformed = new CounterTotal("signalr.redis_streams.malformed");
+        var stream = cluster.KeyPrefix + cluster.StreamName;
+        byte[] Packet(string text) => StreamEntryFormat.EncodePacket(new StreamEntry
+        {
+            Kind = EntryKind.All, Node = "outsider", Hub = HubName,
+            Messages = [new SerializedMessage("json", System.Text.Encoding.UTF8.GetBytes($"{{\"type\":1,\"target\":\"{TestClient.SendMethod}\",\"arguments\":[\"{text}\"]}}\u001e"))],
+        }, new StreamEntryFormat.PayloadWriter());
+        var packets = new[] { Packet("first"), [0x02, 0x01, 0x63], Packet("third") }; // the middle one has an unknown kind
+
+        var batch = StreamEntryFormat.EncodeBatch(packets, 0, 3, p => p, new StreamEntryFormat.PayloadWriter());
+        await using (var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.Server.ConnectionString))
+        {
+            await connection.GetDatabase().StreamAddAsync(stream, "e", batch);
+        }
+        await cluster.Hub(1).Clients.All.SendAsync(TestClient.SendMethod, "after");
+
+        await a.WaitForTextAsync("after");
+        Assert.Equal(["first", "third", "after"], a.Texts);
+        await Eventually.TrueAsync(() => malformed.Total >= 2, $"the bad packet counted by both nodes (saw {malformed.Total})");
     }
 
     [Fact]

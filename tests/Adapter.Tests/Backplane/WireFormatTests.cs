@@ -103,6 +103,52 @@ public sealed class WireFormatTests
         Assert.True(StreamEntryFormat.Decode(marked).SequenceRestarts);
     }
 
+    [Fact]
+    public void A_batch_is_byte_3_a_count_and_each_packet_with_its_length_and_splits_back_into_its_packets()
+    {
+        var packets = new[] { (byte[])[0x02, 0xaa], (byte[])[0x02, 0xbb, 0xcc], (byte[])[0x02] };
+        var writer = new StreamEntryFormat.PayloadWriter();
+
+        var batch = StreamEntryFormat.EncodeBatch(packets, 0, 3, p => p, writer);
+        var single = StreamEntryFormat.EncodeBatch(packets, 1, 1, p => p, writer);
+
+        Assert.Equal("03 03 02 02 aa 03 02 bb cc 01 02", ToHex(batch));
+        Assert.Same(packets[1], single); // one packet is written as itself (format 2), not as a batch of one
+        var split = new List<ReadOnlyMemory<byte>>();
+        StreamEntryFormat.SplitPackets(batch, split);
+        Assert.Equal(packets.Select(ToHex), split.Select(p => ToHex(p.ToArray())));
+        StreamEntryFormat.SplitPackets(single, split);
+        Assert.Equal([ToHex(packets[1])], split.Select(p => ToHex(p.ToArray())));
+    }
+
+    [Fact]
+    public void Each_packet_of_a_batch_decodes_with_its_own_sequence_number()
+    {
+        var writer = new StreamEntryFormat.PayloadWriter();
+        var packets = new[] { Sample(EntryKind.Ack), Sample(EntryKind.Invoke) }
+            .Select((entry, i) => { entry.Sequence = 7 + i; return StreamEntryFormat.EncodePacket(entry, new StreamEntryFormat.PayloadWriter()); })
+            .ToArray();
+        var split = new List<ReadOnlyMemory<byte>>();
+
+        StreamEntryFormat.SplitPackets(StreamEntryFormat.EncodeBatch(packets, 0, 2, p => p, writer), split);
+
+        var decoded = split.Select(p => StreamEntryFormat.DecodePacket(p, strings: null)).ToList();
+        Assert.Equal([(EntryKind.Ack, 7L), (EntryKind.Invoke, 8L)], decoded.Select(e => (e.Kind, e.Sequence)));
+    }
+
+    [Theory]
+    [InlineData("03 00", "a batch of no packets")]
+    [InlineData("03 02 01 02", "fewer packets than its count")]
+    [InlineData("03 01 05 02 aa", "a packet length past the end")]
+    [InlineData("03 ff ff ff ff ff ff ff ff ff ff 01", "an overlong count")]
+    public void Corrupt_batches_are_rejected_as_invalid_data(string valueHex, string what)
+    {
+        var value = Convert.FromHexString(valueHex.Replace(" ", "", StringComparison.Ordinal));
+
+        var ex = Assert.Throws<InvalidDataException>(() => StreamEntryFormat.SplitPackets(value, []));
+        Assert.False(string.IsNullOrWhiteSpace(ex.Message), what);
+    }
+
     public static TheoryData<string, string[]> Garbage() => new()
     {
         { "no entry field", ["foo", "bar"] },
@@ -121,7 +167,7 @@ public sealed class WireFormatTests
     }
 
     [Theory]
-    [InlineData("03 01 01 00 01 78 00 00 00 00", "an unknown version")]
+    [InlineData("04 01 01 00 01 78 00 00 00 00", "an unknown version")]
     [InlineData("02 01 63 00 01 78 00 00", "an unknown kind")]
     [InlineData("02 01 01 00 00 00 00 00 00", "no sender node")]
     [InlineData("02 01 01 00 01 78 00 00", "an All entry without its payload")]
