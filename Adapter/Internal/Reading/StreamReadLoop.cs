@@ -6,7 +6,7 @@ namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
 /// Reads the node's two streams, its own inbox and the shared stream, on the node's dedicated connection: one XREAD
-/// of both without BLOCK, and a blocking XREAD to wait when there was nothing. Positions itself at a concrete id (<see cref="StartPosition"/>; the inbox of a fresh node from its
+/// of both without BLOCK, and a blocking XREAD of one entry to wait when there was nothing. Positions itself at a concrete id (<see cref="StartPosition"/>; the inbox of a fresh node from its
 /// start), keeps a cursor per stream, resumes after the last id it processed after any error (with backoff) and from
 /// the new streams' start after Redis restarted empty; decodes each entry (malformed ones are logged and skipped),
 /// drops duplicates and reports gaps per stream and sender (<see cref="SequenceTracker"/>), measures lag, and hands
@@ -108,11 +108,14 @@ internal sealed class StreamReadLoop
 
                 // A read without BLOCK answers from one instant of both streams, which the merge by id needs. A blocked
                 // XREAD that wakes up may answer with only the stream that woke it (Redis 7.0 does), though the other
-                // got entries in between: so it is only the wait, and what it brings is read again without BLOCK.
-                var result = await db.ExecuteAsync("XREAD", "COUNT", _node.Options.ReadCount, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                // got entries just after: so the blocking read asks for one entry, the earliest appended since it
+                // began (whichever stream got it), which is safe to handle at once; the rest is read without BLOCK.
+                var count = _node.Options.ReadCount;
+                var result = await db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 if (result.IsNull)
                 {
-                    await db.ExecuteAsync("XREAD", "COUNT", 1, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                    count = 1;
+                    result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 }
                 if (attempt > 0)
                 {
@@ -123,7 +126,7 @@ internal sealed class StreamReadLoop
                 Volatile.Write(ref _lastReadOk, Stopwatch.GetTimestamp());
                 if (!result.IsNull)
                 {
-                    await ProcessAsync(result);
+                    await ProcessAsync(result, count);
                 }
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
@@ -150,7 +153,9 @@ internal sealed class StreamReadLoop
         }
     }
 
-    private async Task ProcessAsync(RedisResult result)
+    /// <summary>Handles an XREAD reply asked with COUNT <paramref name="count"/> (a stream that returned that many
+    /// entries may have more).</summary>
+    private async Task ProcessAsync(RedisResult result, int count)
     {
         // XREAD reply: [[stream, [[id, [field, value, ...]], ...]], ...], only the streams that had entries.
         RedisResult[]? inbox = null;
@@ -180,7 +185,7 @@ internal sealed class StreamReadLoop
         // Both streams had entries: merge them by id, which orders entries across streams (one clock gives them all).
         // A list that came back full may go on past its last id; entries of the other list after that id wait for the
         // next read (their stream's cursor stays before them).
-        var full = _node.Options.ReadCount;
+        var full = count;
         var cut = StreamId.Max;
         if (inbox.Length >= full)
         {
