@@ -1,13 +1,15 @@
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.DependencyInjection;
 using SignalR.RedisStreams.Tests.Infrastructure;
 using Xunit.Abstractions;
 
 namespace SignalR.RedisStreams.Tests.Backplane;
 
 /// <summary>
-/// Two nodes send numbered messages to all clients at a steady rate while redis-server suffers a real fault; every
-/// client must then hold every message that was sent without an exception exactly once, in per-sender order.
-/// Each test has a redis-server of its own, since the faults take it down.
+/// Two nodes send numbered messages at a steady rate while redis-server suffers a real fault: to all clients, and every
+/// third one to a single connection on the other node (a packet that travels in that node's inbox). Every client must
+/// then hold every message meant for it that was sent without an exception exactly once, in per-sender order (direct
+/// and broadcast messages together). Each test has a redis-server of its own, since the faults take it down.
 /// </summary>
 public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
 {
@@ -78,13 +80,56 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>What a node appended to another node's inbox is republished there after Redis restarted empty, with the
+    /// same sequence numbers, even when the node sends nothing more to that inbox. The other node is a ghost (known to
+    /// the registry, reading nothing), so the entries are certainly unread when Redis loses them.</summary>
+    [Fact]
+    public async Task After_Redis_restarted_empty_a_node_republishes_what_it_had_appended_to_another_nodes_inbox()
+    {
+        await using var redis = await RedisServer.StartAsync(persistent: false);
+        await using var cluster = await TestCluster.StartAsync(redis, 1, HubProtocolKind.Json, output);
+        var sender = cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>();
+        var inbox = cluster.KeyPrefix + cluster.StreamName + ":node:ghost";
+        await redis.ExecuteAsync("HSET", cluster.KeyPrefix + cluster.StreamName + ":connections", "ghost-connection", "ghost");
+        for (var k = 1; k <= 3; k++)
+        {
+            await cluster.Hub(0).Clients.Client("ghost-connection").SendAsync(TestClient.SendMethod, $"direct-{k}");
+        }
+        Assert.Equal([1L, 2L, 3L], await SequencesInAsync(redis, inbox));
+
+        await redis.KillAsync();
+        await redis.RestartAsync();
+        await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "after the restart"); // the node notices the new Redis
+
+        await Eventually.TrueAsync(async () => (await SequencesInAsync(redis, inbox)).Count == 3, "the inbox is republished");
+        Assert.Equal([1L, 2L, 3L], await SequencesInAsync(redis, inbox));
+        Assert.Equal(sender.NodeId, (await PacketsInAsync(redis, inbox)).Select(p => p.Node).Distinct().Single());
+    }
+
+    private static async Task<List<long>> SequencesInAsync(RedisServer redis, string stream)
+        => [.. (await PacketsInAsync(redis, stream)).Select(p => p.Sequence)];
+
+    private static async Task<List<Internal.StreamEntry>> PacketsInAsync(RedisServer redis, string stream)
+    {
+        await using var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var packets = new List<Internal.StreamEntry>();
+        var split = new List<ReadOnlyMemory<byte>>();
+        foreach (var entry in await connection.GetDatabase().StreamRangeAsync(stream))
+        {
+            Internal.StreamEntryFormat.SplitPackets((byte[])entry["e"]!, split);
+            packets.AddRange(split.Select(p => Internal.StreamEntryFormat.DecodePacket(p, strings: null)));
+        }
+        return packets;
+    }
+
     private async Task RunAsync(bool persistent, string fault, Func<RedisServer, Task> inject)
     {
         await using var redis = await RedisServer.StartAsync(persistent);
         await using var cluster = await TestCluster.StartAsync(redis, 2, HubProtocolKind.MessagePack, output);
         var clients = new[] { await cluster.ConnectAsync(0), await cluster.ConnectAsync(1), await cluster.ConnectAsync(1) };
 
-        var senders = Enumerable.Range(0, 2).Select(i => new Sender(cluster.Hub(i), "n" + i)).ToArray();
+        // Node 0's sender writes directly to clients[1] (on node 1), node 1's to clients[0] (on node 0).
+        var senders = new[] { new Sender(cluster.Hub(0), "n0", clients[1]), new Sender(cluster.Hub(1), "n1", clients[0]) };
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(90));
         var sending = senders.Select(s => s.RunAsync(MessagesPerSender, SendInterval, stop.Token)).ToArray();
 
@@ -99,12 +144,21 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         Assert.Equal(0, report.Duplicates);
         Assert.Equal(0, report.Reordered);
         Assert.Equal(0, report.Unexpected);
+        Assert.True(report.ExpectedDirect > 0, $"direct messages were sent ({report})");
     }
 
-    /// <summary>Sends "{name}-{k}" for k = 1..count to all, one every interval, without waiting for each to be confirmed
-    /// (so several are in the outbox during a fault), and records which sends succeeded.</summary>
-    internal sealed class Sender(IHubContext<TestHub> hub, string name)
+    /// <summary>Sends "{name}-{k}" for k = 1..count, one every interval: to all, and when k is a multiple of 3 to
+    /// <paramref name="direct"/>'s connection only; without waiting for each to be confirmed (so several are in the
+    /// outbox during a fault), and records which sends succeeded.</summary>
+    internal sealed class Sender(IHubContext<TestHub> hub, string name, TestClient direct)
     {
+        public static bool IsDirect(int number) => number % 3 == 0;
+
+        public TestClient Direct { get; } = direct;
+
+        /// <summary>Whether message <paramref name="number"/> is meant for <paramref name="client"/>.</summary>
+        public bool IsFor(TestClient client, int number) => !IsDirect(number) || client == Direct;
+
         private readonly List<Task> _sends = [];
         private int _issued;
 
@@ -122,7 +176,11 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
             for (var k = 1; k <= count && !cancellationToken.IsCancellationRequested; k++)
             {
                 var number = k;
-                _sends.Add(Track(number, hub.Clients.All.SendAsync(TestClient.SendMethod, $"{Name}-{number}", CancellationToken.None)));
+                var text = $"{Name}-{number}";
+                var send = IsDirect(number)
+                    ? hub.Clients.Client(Direct.ConnectionId).SendAsync(TestClient.SendMethod, text, CancellationToken.None)
+                    : hub.Clients.All.SendAsync(TestClient.SendMethod, text, CancellationToken.None);
+                _sends.Add(Track(number, send));
                 Interlocked.Increment(ref _issued);
                 await timer.WaitForNextTickAsync(cancellationToken);
             }
@@ -149,16 +207,17 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         }
     }
 
-    internal sealed record DeliveryReport(int Sent, int Failed, int Received, int Lost, int Duplicates, int Reordered, int Unexpected)
+    internal sealed record DeliveryReport(int Sent, int Failed, int Received, int Lost, int Duplicates, int Reordered, int Unexpected, int ExpectedDirect)
     {
-        /// <summary>Waits until every client has every successfully sent message (or the deadline passes), then counts.</summary>
+        /// <summary>Waits until every client has every successfully sent message meant for it (or the deadline passes),
+        /// then counts.</summary>
         public static async Task<DeliveryReport> SettleAsync(IReadOnlyList<Sender> senders, IReadOnlyList<TestClient> clients, TimeSpan deadline)
         {
-            var expected = senders.Sum(s => s.Succeeded.Count);
+            int ExpectedFor(TestClient client) => senders.Sum(s => s.Succeeded.Count(n => s.IsFor(client, n)));
             try
             {
-                await Eventually.TrueAsync(() => clients.All(c => c.Texts.Distinct().Count(t => IsFrom(senders, t)) >= expected),
-                    "every client has every sent message", deadline);
+                await Eventually.TrueAsync(() => clients.All(c => c.Texts.Distinct().Count(t => IsFrom(senders, t)) >= ExpectedFor(c)),
+                    "every client has every sent message meant for it", deadline);
             }
             catch (TimeoutException)
             {
@@ -175,8 +234,8 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
                 {
                     var numbers = texts.Where(t => t.StartsWith(sender.Name + "-", StringComparison.Ordinal))
                         .Select(t => int.Parse(t[(sender.Name.Length + 1)..], System.Globalization.CultureInfo.InvariantCulture)).ToList();
-                    lost += sender.Succeeded.Count(n => !numbers.Contains(n));
-                    unexpected += numbers.Count(n => !sender.Succeeded.Contains(n));
+                    lost += sender.Succeeded.Count(n => sender.IsFor(client, n) && !numbers.Contains(n));
+                    unexpected += numbers.Count(n => !sender.Succeeded.Contains(n) || !sender.IsFor(client, n));
                     for (var i = 1; i < numbers.Count; i++)
                     {
                         if (numbers[i] < numbers[i - 1])
@@ -186,12 +245,15 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
                     }
                 }
             }
-            return new DeliveryReport(expected, senders.Sum(s => s.Failed), received, lost, duplicates, reordered, unexpected);
+            var sent = senders.Sum(s => s.Succeeded.Count);
+            var expectedDirect = senders.Sum(s => s.Succeeded.Count(Sender.IsDirect));
+            return new DeliveryReport(sent, senders.Sum(s => s.Failed), received, lost, duplicates, reordered, unexpected, expectedDirect);
         }
 
         private static bool IsFrom(IReadOnlyList<Sender> senders, string text) => senders.Any(s => text.StartsWith(s.Name + "-", StringComparison.Ordinal));
 
         public override string ToString()
-            => $"sent {Sent}, failed to send {Failed}, received {Received}, lost {Lost}, duplicates {Duplicates}, reordered {Reordered}, unexpected {Unexpected}";
+            => $"sent {Sent} (direct {ExpectedDirect}), failed to send {Failed}, received {Received}, lost {Lost}, duplicates {Duplicates}, " +
+               $"reordered {Reordered}, unexpected {Unexpected}";
     }
 }
