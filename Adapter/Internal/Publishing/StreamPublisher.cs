@@ -71,11 +71,27 @@ internal sealed class StreamPublisher
     /// <summary>Appends a sequenced entry through the outbox and returns when it is in the stream. Throws
     /// <see cref="RedisStreamsPublishException"/> when it could not be handed to Redis within PublishTimeout, or the
     /// node is shutting down.</summary>
-    public async Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken)
+    public Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken)
     {
-        var activity = BackplaneInstruments.Source.HasListeners()
-            ? BackplaneInstruments.Source.StartActivity("publish " + _node.Keys.StreamName, ActivityKind.Producer)
-            : null;
+        // The common case (not traced, no token, room in the outbox): the send's task is the packet's own, with no
+        // async frame around it.
+        if (!cancellationToken.CanBeCanceled && !BackplaneInstruments.Source.HasListeners())
+        {
+            var plain = new OutboxItem(entry, activity: null);
+            if (_outbox.TryAdd(plain))
+            {
+                return plain.Completion;
+            }
+            return PublishCoreAsync(entry, plain, cancellationToken);
+        }
+        return PublishCoreAsync(entry, item: null, cancellationToken);
+    }
+
+    private async Task PublishCoreAsync(StreamEntry entry, OutboxItem? item, CancellationToken cancellationToken)
+    {
+        var activity = item is not null || !BackplaneInstruments.Source.HasListeners()
+            ? null
+            : BackplaneInstruments.Source.StartActivity("publish " + _node.Keys.StreamName, ActivityKind.Producer);
         if (activity is not null)
         {
             activity.SetTag("messaging.system", "redis");
@@ -88,7 +104,7 @@ internal sealed class StreamPublisher
             entry.TraceParent = activity.Id;
         }
 
-        var item = new OutboxItem(entry, activity);
+        item ??= new OutboxItem(entry, activity);
         try
         {
             if (!_outbox.TryAdd(item))
@@ -113,7 +129,6 @@ internal sealed class StreamPublisher
             {
                 await item.Completion;
             }
-            _node.Instruments.PublishDuration.Record(Stopwatch.GetElapsedTime(item.EnqueuedAt).TotalMilliseconds);
         }
         catch (Exception ex) when (activity is not null)
         {
@@ -292,6 +307,7 @@ internal sealed class StreamPublisher
                         item.Activity?.SetTag("messaging.message.id", id);
                         if (--item.PartsLeft == 0)
                         {
+                            _node.Instruments.PublishDuration.Record(Stopwatch.GetElapsedTime(item.EnqueuedAt, now).TotalMilliseconds);
                             item.Complete();
                         }
                     }
