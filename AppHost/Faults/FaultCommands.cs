@@ -18,10 +18,12 @@ public static class FaultCommands
     /// <summary><c>redis</c>: <c>CLIENT KILL TYPE normal</c> and <c>CLIENT KILL TYPE pubsub</c>.</summary>
     public const string KillRedisClients = "redis-kill-clients";
 
-    /// <summary><c>redis</c>: <c>SHUTDOWN SAVE</c>, then start: the data survives, whatever <c>Redis:Persistence</c> says.</summary>
+    /// <summary><c>redis</c>: <c>SHUTDOWN SAVE</c>, <see cref="RestartDownTime"/> down, then start: the data survives, whatever
+    /// <c>Redis:Persistence</c> says.</summary>
     public const string RestartRedisKeepingData = "redis-restart-keep-data";
 
-    /// <summary><c>redis</c>: SIGKILL, its data files deleted, then start: an empty Redis, as after a crash without persistence.</summary>
+    /// <summary><c>redis</c>: SIGKILL, its data files deleted, <see cref="RestartDownTime"/> down, then start: an empty Redis, as
+    /// after a crash without persistence.</summary>
     public const string RestartRedisEmpty = "redis-restart-empty";
 
     /// <summary>A chat node: SIGKILL to the app's process, no goodbye (unlike Stop, which shuts it down cleanly).</summary>
@@ -29,6 +31,13 @@ public static class FaultCommands
 
     /// <summary>How long <see cref="FreezeRedis"/> keeps Redis frozen.</summary>
     public static readonly TimeSpan FreezeDuration = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// How long the restart commands keep Redis down: longer than StackExchange.Redis's command timeout (5 s by default),
+    /// so sends made meanwhile time out, are retried, and their traces show <c>publish.retry</c> events; a shorter outage
+    /// only makes them wait.
+    /// </summary>
+    public static readonly TimeSpan RestartDownTime = TimeSpan.FromSeconds(6);
 
     /// <summary>Bound of each wait inside a command (the process to exit, Redis to answer again).</summary>
     internal static readonly TimeSpan StepTimeout = TimeSpan.FromSeconds(60);
@@ -51,14 +60,14 @@ public static class FaultCommands
                 canCancel: false,
                 fault => RedisFaults.KillClientsAsync(fault, resource))
             .WithFaultCommand(RestartRedisKeepingData, "Restart, keep data", "ArrowClockwise",
-                "SHUTDOWN SAVE, then start again: Redis is away for a moment and comes back with its data.",
-                "Restart Redis and keep its data (SHUTDOWN SAVE, then start)?",
+                "SHUTDOWN SAVE, 6 s down, start again: Redis comes back with its data.",
+                "Restart Redis and keep its data (SHUTDOWN SAVE, 6 s down, then start)? Sends made meanwhile are retried.",
                 "Redis is restarting with its data...",
                 canCancel: false,
                 fault => RedisFaults.RestartKeepingDataAsync(fault, resource))
             .WithFaultCommand(RestartRedisEmpty, "Restart empty", "ArrowReset",
-                "SIGKILL, delete its data files, start: an empty Redis, as after a crash with no persistence.",
-                "Kill Redis (SIGKILL), delete its data and start it empty, as after a crash with no persistence?",
+                "SIGKILL, delete its data files, 6 s down, start: an empty Redis, as after a crash with no persistence.",
+                "Kill Redis (SIGKILL), delete its data and start it empty 6 s later, as after a crash with no persistence?",
                 "Redis is restarting empty...",
                 canCancel: false,
                 fault => RedisFaults.RestartEmptyAsync(fault, resource));

@@ -58,9 +58,10 @@ internal static class RedisFaults
         }
 
         await fault.WaitUntilEndedAsync();
+        await StayDownAsync(fault);
         var newPid = await fault.StartAndWaitHealthyAsync();
-        return $"redis-server (pid {pid}) shut down with SHUTDOWN SAVE ({keysBefore} keys) and started again (pid {newPid}) " +
-            $"with its data: {await KeyCountAsync(fault, redis)} keys.";
+        return $"redis-server (pid {pid}) shut down with SHUTDOWN SAVE ({keysBefore} keys), stayed down {Seconds(FaultCommands.RestartDownTime)} s " +
+            $"and started again (pid {newPid}) with its data: {await KeyCountAsync(fault, redis)} keys.";
     }
 
     public static async Task<string> RestartEmptyAsync(FaultContext fault, RedisServerResource redis)
@@ -86,10 +87,17 @@ internal static class RedisFaults
             deleted++;
         }
 
+        await StayDownAsync(fault);
         var newPid = await fault.StartAndWaitHealthyAsync();
         return $"redis-server (pid {pid}) killed with SIGKILL, its {deleted} data files deleted ({keysBefore} keys gone), " +
-            $"and started empty (pid {newPid}). The nodes notice the new epoch and republish what they published in their replay window.";
+            $"down {Seconds(FaultCommands.RestartDownTime)} s, and started empty (pid {newPid}). The nodes notice the new epoch and " +
+            "republish what they published in their replay window.";
     }
+
+    /// <summary>Keeps Redis down for <see cref="FaultCommands.RestartDownTime"/>: the length of the outage is the fault itself.</summary>
+    private static Task StayDownAsync(FaultContext fault) => Task.Delay(FaultCommands.RestartDownTime, fault.CancellationToken);
+
+    private static string Seconds(TimeSpan time) => time.TotalSeconds.ToString("0.#", CultureInfo.InvariantCulture);
 
     /// <summary><c>DBSIZE</c>, or "?" when Redis does not answer.</summary>
     private static async Task<string> KeyCountAsync(FaultContext fault, RedisServerResource redis)
