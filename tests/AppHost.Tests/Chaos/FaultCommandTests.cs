@@ -123,47 +123,44 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
     [Fact]
     public async Task Restart_keep_data_restarts_redis_with_its_keys_and_loses_nothing()
     {
-        var marker = "fault-test:" + Guid.NewGuid().ToString("N");
-        await ExecuteOnRedisAsync(db => db.StringSetAsync(marker, "kept"));
-        var oldPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
-        var faultAt = DateTimeOffset.UtcNow;
-        await UnderTrafficAsync("restart, keep data", async ct =>
-        {
-            faultAt = DateTimeOffset.UtcNow;
-            AssertSucceeded(await app.App.ResourceCommands.ExecuteCommandAsync(Redis, FaultCommands.RestartRedisKeepingData, ct));
-        });
-
-        var newPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
-        Assert.NotEqual(oldPid, newPid);
-        Assert.False(ResourceProcess.IsAlive(oldPid));
-        Assert.Equal("kept", (string?)await ExecuteOnRedisAsync(db => db.StringGetAsync(marker)));
-        // Redis stayed down longer than the nodes' command timeout: appends made meanwhile failed and were retried.
-        await AssertARetriedPublishSinceAsync(faultAt);
+        var (faultAt, marker) = await RestartUnderTrafficAsync("restart, keep data", FaultCommands.RestartRedisKeepingData);
+        Assert.Equal("kept", marker);
         WriteTraceEvidence(faultAt);
     }
 
     [Fact]
     public async Task Restart_empty_restarts_redis_without_its_keys_the_nodes_republish_and_nothing_is_lost()
     {
+        var (faultAt, marker) = await RestartUnderTrafficAsync("restart empty", FaultCommands.RestartRedisEmpty);
+        Assert.Null(marker);
+        await Eventually.TrueAsync(
+            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "republish signalr" && s.Start >= faultAt)),
+            TimeSpan.FromSeconds(10), "a republish span after the empty restart");
+        WriteTraceEvidence(faultAt);
+    }
+
+    /// <summary>
+    /// Writes a marker key, runs a restart <paramref name="command"/> under traffic, and checks what both restarts do: a
+    /// new redis-server process, the old one gone, and (Redis stayed down longer than the nodes' command timeout) appends
+    /// made meanwhile that failed and were retried. Returns when the command started and the marker's value afterwards.
+    /// </summary>
+    private async Task<(DateTimeOffset FaultAt, string? Marker)> RestartUnderTrafficAsync(string fault, string command)
+    {
         var marker = "fault-test:" + Guid.NewGuid().ToString("N");
-        await ExecuteOnRedisAsync(db => db.StringSetAsync(marker, "gone"));
+        await ExecuteOnRedisAsync(db => db.StringSetAsync(marker, "kept"));
         var oldPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
         var faultAt = DateTimeOffset.UtcNow;
-        await UnderTrafficAsync("restart empty", async ct =>
+        await UnderTrafficAsync(fault, async ct =>
         {
             faultAt = DateTimeOffset.UtcNow;
-            AssertSucceeded(await app.App.ResourceCommands.ExecuteCommandAsync(Redis, FaultCommands.RestartRedisEmpty, ct));
+            AssertSucceeded(await app.App.ResourceCommands.ExecuteCommandAsync(Redis, command, ct));
         });
 
         var newPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
         Assert.NotEqual(oldPid, newPid);
         Assert.False(ResourceProcess.IsAlive(oldPid));
-        Assert.Null((string?)await ExecuteOnRedisAsync(db => db.StringGetAsync(marker)));
-        await Eventually.TrueAsync(
-            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "republish signalr" && s.Start >= faultAt)),
-            TimeSpan.FromSeconds(10), "a republish span after the empty restart");
         await AssertARetriedPublishSinceAsync(faultAt);
-        WriteTraceEvidence(faultAt);
+        return (faultAt, (string?)await ExecuteOnRedisAsync(db => db.StringGetAsync(marker)));
     }
 
     [Fact]
