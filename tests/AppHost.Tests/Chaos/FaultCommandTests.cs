@@ -67,6 +67,7 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
     public async Task Freeze_5_s_stops_the_redis_process_for_five_seconds_and_loses_nothing()
     {
         var pid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
+        using var redisLog = new ResourceLogCapture(app.App, [Redis]);
         var frozenAt = DateTimeOffset.UtcNow;
         var thawedAt = DateTimeOffset.UtcNow;
         await UnderTrafficAsync("freeze 5 s", async ct =>
@@ -92,6 +93,9 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
                 && s.Start >= frozenAt && s.End >= thawedAt - TimeSpan.FromSeconds(1) && s.End - s.Start >= TimeSpan.FromSeconds(2))),
             TimeSpan.FromSeconds(10), "a publish span held across the freeze");
         WriteTraceEvidence(frozenAt);
+
+        // The command and its outcome are in redis' console log on the dashboard.
+        await AssertLoggedAsync(redisLog, "Fault 'Freeze 5 s' on redis: started", $"Fault 'Freeze 5 s' on redis: redis-server (pid {pid}) was frozen for");
     }
 
     [Fact]
@@ -168,6 +172,7 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
     {
         var victim = app.NodeNames[^1];
         var appPid = await ResourceProcess.ApplicationProcessIdAsync(app.App.ResourceNotifications, victim, CancellationToken.None);
+        using var victimLog = new ResourceLogCapture(app.App, [victim]);
         var faultAt = DateTimeOffset.UtcNow;
         try
         {
@@ -181,6 +186,7 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
                 Assert.True(app.App.ResourceNotifications.TryGetCurrentState(victim, out var state));
                 Assert.Contains(state.Snapshot.State?.Text, KnownResourceStates.TerminalStates);
             }, deadNodes: [victim]);
+            await AssertLoggedAsync(victimLog, $"Fault 'Kill' on {victim}: started", $"Fault 'Kill' on {victim}: {victim}: its process (pid {appPid}) was killed with SIGKILL");
 
             try
             {
@@ -285,6 +291,11 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
             Assert.Equal(0, report.Unconfirmed);
         }
     }
+
+    /// <summary>Waits until <paramref name="log"/> holds a line containing each of <paramref name="texts"/>.</summary>
+    private static Task AssertLoggedAsync(ResourceLogCapture log, params string[] texts) => Eventually.TrueAsync(
+        () => Task.FromResult(texts.All(text => log.Lines.Any(line => line.Contains(text, StringComparison.Ordinal)))),
+        TimeSpan.FromSeconds(10), "the resource's console log to hold: " + string.Join(" / ", texts));
 
     /// <summary>A message sent across the fault shows it in its trace: its producer span has <c>publish.retry</c> events.</summary>
     private Task AssertARetriedPublishSinceAsync(DateTimeOffset faultAt) => Eventually.TrueAsync(
