@@ -15,6 +15,22 @@ public static class AppHostSettings
     /// <summary>Default number of chat nodes.</summary>
     public const int DefaultChatNodes = 3;
 
+    /// <summary>The load generator (TrafficGenerator/): simulated users sending to a room through the balancer.</summary>
+    public const string TrafficResourceName = "traffic";
+
+    /// <summary>
+    /// Configuration key of the load generator's rate, in messages per second. 0 (the default): the <c>traffic</c>
+    /// resource is there but not started; its Start button on the dashboard runs it at <see cref="DefaultTrafficRate"/>.
+    /// Above 0: it starts with the app, at that rate. At most <see cref="MaxTrafficRate"/>.
+    /// </summary>
+    public const string TrafficRateKey = "Traffic:Rate";
+
+    /// <summary>The rate of the load generator when started from the dashboard.</summary>
+    public const double DefaultTrafficRate = 2;
+
+    /// <summary>The highest <see cref="TrafficRateKey"/> accepted.</summary>
+    public const double MaxTrafficRate = 200;
+
     /// <summary>Name of the <paramref name="index"/>-th chat node (1-based): <c>chatnode-1</c>, <c>chatnode-2</c>, ...</summary>
     public static string ChatNodeResourceName(int index) => "chatnode-" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

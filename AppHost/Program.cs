@@ -1,11 +1,13 @@
 using AppHost;
+using AppHost.Faults;
 using AppHost.Redis;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
 // The whole app: Redis, N chat nodes (each its own named resource, so the balancer sees N addresses),
-// and a YARP balancer with cookie affinity in front of them. Configuration keys: see AppHostSettings / README.
+// a YARP balancer with cookie affinity in front of them, and a load generator. Fault commands for the dashboard on
+// redis and on each node (Faults/). Configuration keys: see AppHostSettings / README.
 var builder = DistributedApplication.CreateBuilder(args);
 
 IResourceBuilder<IResourceWithConnectionString> redis;
@@ -26,6 +28,13 @@ if (nodeCount < 1)
     return 1;
 }
 
+var trafficRate = builder.Configuration.GetValue(AppHostSettings.TrafficRateKey, 0.0);
+if (trafficRate is < 0 or > AppHostSettings.MaxTrafficRate)
+{
+    await Console.Error.WriteLineAsync($"error: {AppHostSettings.TrafficRateKey} must be 0 (off) to {AppHostSettings.MaxTrafficRate} messages/s, not {trafficRate}.");
+    return 1;
+}
+
 var loadBalancer = builder.AddProject<Projects.LoadBalancer>(AppHostSettings.LoadBalancerResourceName, options => options.ExcludeLaunchProfile = true)
     .WithHttpEndpoint(name: "http")
     .WithExternalHttpEndpoints()
@@ -39,12 +48,25 @@ for (var i = 1; i <= nodeCount; i++)
         .WithHttpHealthCheck("/health")
         .WithEnvironment("CHATNODE_NAME", name)
         .WithReference(redis)
-        .WaitFor(redis);
+        .WaitFor(redis)
+        .WithKillCommand();
 
     // One service ("chatnode") with N addresses: YARP's service-discovery resolver turns http://chatnode into N destinations.
     loadBalancer
         .WithEnvironment("services__chatnode__http__" + (i - 1).ToString(System.Globalization.CultureInfo.InvariantCulture), node.GetEndpoint("http"))
         .WaitFor(node);
+}
+
+// Live traffic for the dashboard: a few simulated users, one per node, sending to a room through the balancer and
+// counting what arrives. Off unless Traffic:Rate > 0 or started from the dashboard.
+var traffic = builder.AddProject<Projects.TrafficGenerator>(AppHostSettings.TrafficResourceName, options => options.ExcludeLaunchProfile = true)
+    .WithReference(loadBalancer)
+    .WaitFor(loadBalancer)
+    .WithEnvironment("Traffic__Rate", (trafficRate > 0 ? trafficRate : AppHostSettings.DefaultTrafficRate).ToString(System.Globalization.CultureInfo.InvariantCulture))
+    .WithEnvironment("Traffic__Users", nodeCount.ToString(System.Globalization.CultureInfo.InvariantCulture));
+if (trafficRate == 0)
+{
+    traffic.WithExplicitStart();
 }
 
 loadBalancer.OnResourceReady((resource, readyEvent, _) =>

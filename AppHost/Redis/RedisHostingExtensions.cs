@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Globalization;
+using AppHost.Faults;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -15,6 +16,8 @@ namespace AppHost.Redis;
 /// <item><c>Redis:Persistence</c> = <c>aof</c> (default: append-only file, fsync always; data survives a restart of the
 /// resource) | <c>none</c> (no RDB, no AOF: a restart is an empty Redis).</item>
 /// </list>
+/// The local redis-server also gets the dashboard's fault commands (<see cref="FaultCommands"/>: freeze, kill client
+/// connections, restart with or without its data); a container has the dashboard's own Stop, Start and Restart only.
 /// </summary>
 public static class RedisHostingExtensions
 {
@@ -114,7 +117,8 @@ public static class RedisHostingExtensions
                     context.Args.Add("no");
                 }
             })
-            .WithHealthCheck(healthCheckKey);
+            .WithHealthCheck(healthCheckKey)
+            .WithRedisFaultCommands();
     }
 
     /// <summary>

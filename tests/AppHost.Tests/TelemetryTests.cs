@@ -4,6 +4,7 @@ using System.IO.Compression;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
+using AppHost.Faults;
 using AppHost.Tests.Infrastructure;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
@@ -18,7 +19,7 @@ namespace AppHost.Tests;
 /// The real app with every project exporting OTLP/HTTP to an <see cref="OtlpTraceReceiver"/> inside the test
 /// (started before the app, stopped after it), with short batch delays so spans arrive within a second.
 /// </summary>
-public sealed class TelemetryAppFixture : ChatAppFixture, IAsyncLifetime
+public class TelemetryAppFixture : ChatAppFixture, IAsyncLifetime
 {
     /// <summary>Where every project's spans end up.</summary>
     public OtlpTraceReceiver Receiver { get; } = new();
@@ -247,7 +248,7 @@ public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper ou
         const string redis = "redis";
         var started = DateTimeOffset.UtcNow;
         using var deadline = new CancellationTokenSource(RestartTimeout);
-        var oldPid = await ResourceProcesses.GetProcessIdAsync(app.App, redis, deadline.Token);
+        var oldPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, redis, deadline.Token);
 
         var stop = await app.App.ResourceCommands.ExecuteCommandAsync(redis, KnownResourceCommands.StopCommand, deadline.Token);
         Assert.True(stop.Success, "stop redis: " + stop.Message);
@@ -256,7 +257,7 @@ public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper ou
         var start = await app.App.ResourceCommands.ExecuteCommandAsync(redis, KnownResourceCommands.StartCommand, deadline.Token);
         Assert.True(start.Success, "start redis: " + start.Message);
         await app.App.ResourceNotifications.WaitForResourceHealthyAsync(redis, deadline.Token);
-        var newPid = await ResourceProcesses.GetProcessIdAsync(app.App, redis, deadline.Token);
+        var newPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, redis, deadline.Token);
         Assert.NotEqual(oldPid, newPid);
 
         // The orchestrator's health snapshot of a node may still be the one from before the restart: ask each node's

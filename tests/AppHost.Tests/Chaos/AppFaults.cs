@@ -1,4 +1,4 @@
-using AppHost.Tests.Infrastructure;
+using AppHost.Faults;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
 using Aspire.Hosting.Testing;
@@ -64,31 +64,9 @@ internal static class AppFaults
         return (long)killed;
     }
 
-    /// <summary>
-    /// The process that runs the resource's code. For an executable (redis-server) that is the process the orchestrator
-    /// started; a project is started as <c>dotnet run</c>, whose child (the deepest descendant) is the app itself:
-    /// signalling <c>dotnet run</c> would freeze or kill the wrapper and leave the app running.
-    /// </summary>
-    public static async Task<int> ApplicationProcessIdAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
-    {
-        var pid = await ResourceProcesses.GetProcessIdAsync(app, resource, cancellationToken);
-        while (Children(pid).Select(c => (int?)c).FirstOrDefault() is { } child)
-        {
-            pid = child;
-        }
-        return pid;
-    }
-
-    private static IEnumerable<int> Children(int pid)
-    {
-        var file = $"/proc/{pid}/task/{pid}/children";
-        if (!File.Exists(file))
-        {
-            return [];
-        }
-        return File.ReadAllText(file).Split(' ', StringSplitOptions.RemoveEmptyEntries)
-            .Select(p => int.Parse(p, System.Globalization.CultureInfo.InvariantCulture));
-    }
+    /// <summary>The process that runs the resource's code (the app, not the <c>dotnet run</c> wrapper of a project).</summary>
+    public static Task<int> ApplicationProcessIdAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+        => ResourceProcess.ApplicationProcessIdAsync(app.ResourceNotifications, resource, cancellationToken);
 
     private static async Task ExecuteAsync(DistributedApplication app, string resource, string command, CancellationToken cancellationToken)
     {

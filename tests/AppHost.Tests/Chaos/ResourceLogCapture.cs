@@ -5,11 +5,12 @@ using Microsoft.Extensions.DependencyInjection;
 
 namespace AppHost.Tests.Chaos;
 
-/// <summary>Collects the console output of resources while a chaos test runs, to explain a failure.</summary>
+/// <summary>Collects the console output of resources while a test runs: to explain a failure, or to read what a resource
+/// reports (the traffic generator's counts).</summary>
 internal sealed class ResourceLogCapture : IDisposable
 {
     private readonly CancellationTokenSource _stop = new();
-    private readonly ConcurrentQueue<string> _lines = new();
+    private readonly ConcurrentQueue<(DateTimeOffset At, string Line)> _entries = new();
 
     public ResourceLogCapture(DistributedApplication app, IEnumerable<string> resources)
     {
@@ -24,7 +25,7 @@ internal sealed class ResourceLogCapture : IDisposable
                     {
                         foreach (var line in batch)
                         {
-                            _lines.Enqueue(resource + ": " + line.Content);
+                            _entries.Enqueue((DateTimeOffset.UtcNow, resource + ": " + line.Content));
                         }
                     }
                 }
@@ -35,7 +36,10 @@ internal sealed class ResourceLogCapture : IDisposable
         }
     }
 
-    public IReadOnlyList<string> Lines => [.. _lines];
+    public IReadOnlyList<string> Lines => [.. _entries.Select(e => e.Line)];
+
+    /// <summary>The lines with the time they were captured (the backlog of a resource's log: when the capture began).</summary>
+    public IReadOnlyList<(DateTimeOffset At, string Line)> Entries => [.. _entries];
 
     /// <summary>The model's resource of that name (its logs are keyed by the resource, not only by the name).</summary>
     public static IResource ResolveResource(DistributedApplication app, string name)

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.RegularExpressions;
+using AppHost.Faults;
 using AppHost.Tests.Infrastructure;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;

@@ -80,6 +80,12 @@ public class ChatAppFixture : IAsyncLifetime
         }
 
         BalancerUrl = _app.GetEndpoint(AppHostSettings.LoadBalancerResourceName, "http");
+        OnStarted();
+    }
+
+    /// <summary>Runs once the app is healthy (e.g. to start watching a resource's log); by default nothing.</summary>
+    protected virtual void OnStarted()
+    {
     }
 
     /// <summary>Waits until every named resource reports healthy.</summary>

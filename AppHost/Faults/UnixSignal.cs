@@ -1,9 +1,10 @@
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 
-namespace AppHost.Tests.Infrastructure;
+namespace AppHost.Faults;
 
-/// <summary>Sends POSIX signals to a process (Linux numbering): pause a Redis with SIGSTOP, resume it with SIGCONT.</summary>
+/// <summary>Sends POSIX signals to a process (Linux numbering): freeze a Redis with SIGSTOP, thaw it with SIGCONT,
+/// kill a process without a goodbye with SIGKILL.</summary>
 public static partial class UnixSignal
 {
     /// <summary>SIGKILL: the process dies at once, without cleanup.</summary>

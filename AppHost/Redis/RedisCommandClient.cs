@@ -1,0 +1,150 @@
+using System.Globalization;
+using System.Net.Sockets;
+using System.Text;
+
+namespace AppHost.Redis;
+
+/// <summary>
+/// A one-shot RESP connection to the Redis behind <see cref="RedisServerResource.PrimaryEndpoint"/>, authenticated with
+/// its password: what the AppHost's health check and fault commands need (<c>PING</c>, <c>DBSIZE</c>,
+/// <c>CLIENT KILL</c>, <c>SHUTDOWN SAVE</c>), without a client library and without a cached connection state.
+/// </summary>
+internal sealed class RedisCommandClient : IAsyncDisposable
+{
+    private readonly TcpClient _client;
+    private readonly NetworkStream _stream;
+    private readonly byte[] _buffer = new byte[4096];
+    private readonly StringBuilder _pending = new();
+
+    private RedisCommandClient(TcpClient client)
+    {
+        _client = client;
+        _stream = client.GetStream();
+    }
+
+    /// <summary>Connects and sends <c>AUTH</c>; throws <see cref="RedisCommandException"/> when Redis refuses it.</summary>
+    public static async Task<RedisCommandClient> ConnectAsync(RedisServerResource resource, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(resource);
+        if (!resource.PrimaryEndpoint.IsAllocated)
+        {
+            throw new RedisCommandException("The Redis endpoint is not allocated yet.");
+        }
+
+        var password = await resource.PasswordParameter.GetValueAsync(cancellationToken) ?? "";
+        var tcp = new TcpClient();
+        try
+        {
+            await tcp.ConnectAsync(resource.PrimaryEndpoint.Host, resource.PrimaryEndpoint.Port, cancellationToken);
+        }
+        catch
+        {
+            tcp.Dispose();
+            throw;
+        }
+
+        var client = new RedisCommandClient(tcp);
+        try
+        {
+            var auth = await client.ExecuteAsync(cancellationToken, "AUTH", password);
+            if (auth != "OK")
+            {
+                throw new RedisCommandException("Redis refused AUTH: " + auth);
+            }
+        }
+        catch
+        {
+            await client.DisposeAsync();
+            throw;
+        }
+
+        return client;
+    }
+
+    /// <summary>
+    /// Sends one command and reads its reply: a simple string or a bulk string as its text, an integer as its digits,
+    /// null when Redis closed the connection instead of answering (as <c>SHUTDOWN</c> does). An error reply throws
+    /// <see cref="RedisCommandException"/>.
+    /// </summary>
+    public async Task<string?> ExecuteAsync(CancellationToken cancellationToken, params string[] parts)
+    {
+        ArgumentNullException.ThrowIfNull(parts);
+        var command = new StringBuilder().Append('*').Append(parts.Length).Append("\r\n");
+        foreach (var part in parts)
+        {
+            command.Append('$').Append(Encoding.UTF8.GetByteCount(part)).Append("\r\n").Append(part).Append("\r\n");
+        }
+
+        await _stream.WriteAsync(Encoding.UTF8.GetBytes(command.ToString()), cancellationToken);
+
+        var line = await ReadLineAsync(cancellationToken);
+        if (line is null)
+        {
+            return null;
+        }
+
+        switch (line[0])
+        {
+            case '+':
+            case ':':
+                return line[1..];
+            case '-':
+                throw new RedisCommandException(line[1..]);
+            case '$':
+                var length = int.Parse(line.AsSpan(1), CultureInfo.InvariantCulture);
+                if (length < 0)
+                {
+                    return null;
+                }
+
+                var text = new StringBuilder();
+                while (text.Length < length + 2)
+                {
+                    var chunk = await ReadLineAsync(cancellationToken) ?? throw new RedisCommandException("Redis closed the connection mid-reply.");
+                    text.Append(chunk).Append("\r\n");
+                }
+
+                return text.ToString(0, length);
+            default:
+                throw new RedisCommandException("Unexpected reply: " + line);
+        }
+    }
+
+    /// <summary>The next CRLF-terminated line, or null when the connection was closed before one arrived.</summary>
+    private async Task<string?> ReadLineAsync(CancellationToken cancellationToken)
+    {
+        while (true)
+        {
+            var text = _pending.ToString();
+            var end = text.IndexOf("\r\n", StringComparison.Ordinal);
+            if (end >= 0)
+            {
+                _pending.Remove(0, end + 2);
+                return text[..end];
+            }
+
+            int read;
+            try
+            {
+                read = await _stream.ReadAsync(_buffer, cancellationToken);
+            }
+            catch (IOException ex) when (ex.InnerException is SocketException)
+            {
+                return null; // reset by the server
+            }
+
+            if (read == 0)
+            {
+                return null;
+            }
+
+            _pending.Append(Encoding.UTF8.GetString(_buffer, 0, read));
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await _stream.DisposeAsync();
+        _client.Dispose();
+    }
+}
