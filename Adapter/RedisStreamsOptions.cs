@@ -6,6 +6,11 @@ namespace SignalR.RedisStreams;
 /// start with a message that names the option.</summary>
 public sealed class RedisStreamsOptions
 {
+    /// <summary>Options with every default (see each property); usually configured through <c>AddRedisStreams(...)</c>.</summary>
+    public RedisStreamsOptions()
+    {
+    }
+
     /// <summary>Redis connection settings. When null and no <see cref="ConnectionFactory"/> is set, the
     /// <see cref="IConnectionMultiplexer"/> registered in DI is used (what Aspire's <c>AddRedisClient</c> registers),
     /// else <c>localhost:6379</c>. Default null.</summary>
