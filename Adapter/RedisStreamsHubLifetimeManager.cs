@@ -10,7 +10,8 @@ using SignalR.RedisStreams.Internal;
 namespace SignalR.RedisStreams;
 
 /// <summary>
-/// A <see cref="HubLifetimeManager{THub}"/> that forwards every packet between servers through one Redis stream.
+/// A <see cref="HubLifetimeManager{THub}"/> that forwards every packet between servers through Redis streams: one
+/// shared stream every server reads, and one inbox stream per server for packets addressed to that server.
 /// Register it with <c>services.AddSignalR().AddRedisStreams(...)</c>.
 /// </summary>
 /// <typeparam name="THub">The hub.</typeparam>
