@@ -49,16 +49,11 @@ internal sealed class ConnectionRegistry(RedisStreamsKeys keys, string nodeId, F
     /// <summary>The node holding the connection, or null when no live node does.</summary>
     public async Task<string?> FindOwnerAsync(string connectionId)
     {
-        if (TryGetKnownOwner(connectionId, out var known))
+        if (!TryGetKnownOwner(connectionId, out var owner))
         {
-            return known;
+            await LookUpAsync([connectionId]);
+            TryGetKnownOwner(connectionId, out owner);
         }
-        var owner = (string?)await (await database()).HashGetAsync(keys.Connections, connectionId);
-        if (owner is null || isGone(owner))
-        {
-            return null;
-        }
-        Remember(connectionId, owner);
         return owner;
     }
 

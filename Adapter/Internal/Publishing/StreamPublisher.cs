@@ -37,11 +37,11 @@ internal sealed class StreamPublisher
     private readonly CancellationToken _stopping;
     private readonly Outbox _outbox;
     private readonly ReplayWindow _window;
+
+    // Used by the publish loop only.
     private readonly StreamEntryFormat.PayloadWriter _payload = new();
     private readonly StreamEntryFormat.PayloadWriter _batch = new();
     private readonly List<int> _entrySizes = [];
-
-    // Used by the publish loop only.
     private readonly List<Append> _appends = new(MaxBatch);
     private readonly Dictionary<string, long> _numbered = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _confirmed = new(StringComparer.Ordinal);
@@ -384,13 +384,7 @@ internal sealed class StreamPublisher
         while (i < _appends.Count)
         {
             var channel = _appends[i].Channel;
-            var j = i + 1;
-            var bytes = _appends[i].Packet.Length;
-            while (j < _appends.Count && _appends[j].Channel == channel && j - i < MaxPacketsPerEntry
-                && (bytes += _appends[j].Packet.Length) <= MaxBytesPerEntry)
-            {
-                j++;
-            }
+            var j = EndOfEntry(_appends, i, static a => (a.Channel, a.Packet.Length, false));
             var force = _forceNext.Count > 0 && _forceNext.Remove(channel);
             if (force)
             {
@@ -402,6 +396,25 @@ internal sealed class StreamPublisher
             i = j;
         }
         return entries;
+    }
+
+    /// <summary>Where the entry that starts with <paramref name="packets"/>[<paramref name="start"/>] ends (exclusive):
+    /// it takes the packets that follow for the same channel, at most <see cref="MaxPacketsPerEntry"/> and about
+    /// <see cref="MaxBytesPerEntry"/>, and a packet that must jump over a hole (forced) starts an entry of its own.</summary>
+    private static int EndOfEntry<T>(IReadOnlyList<T> packets, int start, Func<T, (string Channel, int Bytes, bool Forced)> describe)
+    {
+        var (channel, bytes, _) = describe(packets[start]);
+        var end = start + 1;
+        while (end < packets.Count && end - start < MaxPacketsPerEntry)
+        {
+            var (nextChannel, nextBytes, forced) = describe(packets[end]);
+            if (nextChannel != channel || forced || (bytes += nextBytes) > MaxBytesPerEntry)
+            {
+                break;
+            }
+            end++;
+        }
+        return end;
     }
 
     /// <summary>Turns the batch into appends, in order: each packet to its channel (see the class summary), numbered
@@ -605,13 +618,9 @@ internal sealed class StreamPublisher
                     && BackplaneInstruments.Source.StartActivity("republish " + _node.Keys.StreamName, ActivityKind.Producer, entry.Context) is { } republish)
                 {
                     republish.SetTag("messaging.system", "redis");
-                    republish.SetTag("messaging.destination.name", _node.Keys.StreamName);
+                    republish.SetTag("messaging.destination.name", entry.Channel.Length == 0 ? _node.Keys.StreamName : (string?)_node.Keys.Inbox(entry.Channel));
                     republish.SetTag("messaging.operation.type", "send");
                     republish.SetTag("signalr.redis_streams.sequence", entry.Sequence);
-                    if (entry.Channel.Length > 0)
-                    {
-                        republish.SetTag("messaging.destination.name", (string?)_node.Keys.Inbox(entry.Channel));
-                    }
                     spans.Add(republish);
                 }
             }
@@ -623,13 +632,7 @@ internal sealed class StreamPublisher
             while (i < plan.Republish.Count)
             {
                 var (head, force) = plan.Republish[i];
-                var j = i + 1;
-                var bytes = head.Packet.Length;
-                while (j < plan.Republish.Count && plan.Republish[j].Entry.Channel == head.Channel && !plan.Republish[j].Force
-                    && j - i < MaxPacketsPerEntry && (bytes += plan.Republish[j].Entry.Packet.Length) <= MaxBytesPerEntry)
-                {
-                    j++;
-                }
+                var j = EndOfEntry(plan.Republish, i, static r => (r.Entry.Channel, r.Entry.Packet.Length, r.Force));
                 var value = StreamEntryFormat.EncodeBatch(plan.Republish, i, j - i, static r => r.Entry.Packet, writer);
                 appends.Add(new PendingAppend(head.Sequence, plan.Republish[j - 1].Entry.Sequence, value, force, head.Channel));
                 i = j;

@@ -10,16 +10,21 @@ internal readonly record struct StreamId(long Milliseconds, long Sequence) : ICo
 
     /// <summary>Parses <c>ms-seq</c>; throws <see cref="FormatException"/> for anything else.</summary>
     public static StreamId Parse(string id)
+        => TryParse(id, out var parsed) ? parsed : throw new FormatException($"'{id}' is not a stream entry id (ms-seq).");
+
+    /// <summary>Parses <c>ms-seq</c>; false for anything else.</summary>
+    public static bool TryParse(string? id, out StreamId parsed)
     {
-        ArgumentNullException.ThrowIfNull(id);
-        var dash = id.IndexOf('-', StringComparison.Ordinal);
+        parsed = default;
+        var dash = id?.IndexOf('-', StringComparison.Ordinal) ?? -1;
         if (dash <= 0
             || !long.TryParse(id.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var ms)
             || !long.TryParse(id.AsSpan(dash + 1), NumberStyles.None, CultureInfo.InvariantCulture, out var seq))
         {
-            throw new FormatException($"'{id}' is not a stream entry id (ms-seq).");
+            return false;
         }
-        return new StreamId(ms, seq);
+        parsed = new StreamId(ms, seq);
+        return true;
     }
 
     public int CompareTo(StreamId other)

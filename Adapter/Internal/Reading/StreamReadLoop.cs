@@ -310,10 +310,9 @@ internal sealed class StreamReadLoop
 
     private void RecordLag(string id)
     {
-        var dash = id.IndexOf('-', StringComparison.Ordinal);
-        if (dash > 0 && long.TryParse(id.AsSpan(0, dash), NumberStyles.None, CultureInfo.InvariantCulture, out var ms))
+        if (StreamId.TryParse(id, out var parsed))
         {
-            var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - ms);
+            var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - parsed.Milliseconds);
             Interlocked.Exchange(ref _lastReadLagMs, lag);
             _node.Instruments.ReadLag.Record(lag);
         }
