@@ -17,17 +17,7 @@ internal static class CellsReport
         var text = new StringBuilder();
         text.AppendLine("## Cells: what users run");
         text.AppendLine();
-        if (violations.Count > 0)
-        {
-            text.AppendLine(CultureInfo.InvariantCulture, $"> **CORRECTNESS FAILURES ({violations.Count} runs)**: lost, duplicated, reordered or misdelivered messages, or failed sends:");
-            text.AppendLine(">");
-            foreach (var violation in violations)
-            {
-                text.AppendLine(CultureInfo.InvariantCulture, $"> - {violation}");
-            }
-
-            text.AppendLine();
-        }
+        AppendViolations(text, violations);
 
         var clients = settings.TotalClients;
         text.AppendLine(
@@ -254,6 +244,23 @@ internal static class CellsReport
                         "sends a bare command from 50 connections, 16 pipelined each, so it is the server's ceiling for that command, " +
                         "not a like-for-like client.");
         return text.ToString();
+    }
+
+    /// <summary>The warning block a report opens with when some runs lost, duplicated, reordered or misdelivered
+    /// messages, or failed sends; nothing when every run was correct.</summary>
+    public static void AppendViolations(StringBuilder text, IReadOnlyList<string> violations)
+    {
+        if (violations.Count > 0)
+        {
+            text.AppendLine(CultureInfo.InvariantCulture, $"> **CORRECTNESS FAILURES ({violations.Count} runs)**: lost, duplicated, reordered or misdelivered messages, or failed sends:");
+            text.AppendLine(">");
+            foreach (var violation in violations)
+            {
+                text.AppendLine(CultureInfo.InvariantCulture, $"> - {violation}");
+            }
+
+            text.AppendLine();
+        }
     }
 
     public static string Percent(double value, double reference)

@@ -17,17 +17,7 @@ internal static class SweepReport
         var text = new StringBuilder();
         text.AppendLine(CultureInfo.InvariantCulture, $"## Sweep: {SweepScenario.List(nodeCounts)} nodes per backplane");
         text.AppendLine();
-        if (violations.Count > 0)
-        {
-            text.AppendLine(CultureInfo.InvariantCulture, $"> **CORRECTNESS FAILURES ({violations.Count} runs)**: lost, duplicated, reordered or misdelivered messages, or failed sends:");
-            text.AppendLine(">");
-            foreach (var violation in violations)
-            {
-                text.AppendLine(CultureInfo.InvariantCulture, $"> - {violation}");
-            }
-
-            text.AppendLine();
-        }
+        CellsReport.AppendViolations(text, violations);
 
         var order = SweepScenario.List(nodeCounts);
         var reverse = SweepScenario.List([.. Enumerable.Reverse(nodeCounts)]);
