@@ -77,7 +77,7 @@ internal sealed class ConnectionRegistry(RedisStreamsKeys keys, string nodeId, F
         var owners = await (await database()).HashGetAsync(keys.Connections, fields);
         for (var i = 0; i < owners.Length; i++)
         {
-            if (!owners[i].IsNull && (string?)owners[i] is { } owner && !isGone(owner))
+            if ((string?)owners[i] is { } owner && !isGone(owner))
             {
                 Remember(connectionIds[i], owner);
             }

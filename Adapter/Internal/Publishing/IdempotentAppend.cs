@@ -5,8 +5,8 @@ namespace SignalR.RedisStreams.Internal;
 /// <summary>
 /// Where a retried XADD is made idempotent: entries are appended by one Lua script, several per call, which in the same
 /// atomic step as each XADD compares the entry's sequence numbers with the last one Redis holds for its node on its
-/// channel. An entry carries one packet or a batch of consecutive ones (see <see cref="StreamEntryFormat"/>). A channel is where an entry goes: the shared stream, or the inbox stream of the one node it is
-/// addressed to; each has its own numbering per sender, so that a reader of one channel sees every sender's numbers
+/// channel. An entry carries one packet or a batch of consecutive ones (see <see cref="StreamEntryFormat"/>). A channel
+/// is where an entry goes: the shared stream, or the inbox stream of the one node it is addressed to; each has its own numbering per sender, so that a reader of one channel sees every sender's numbers
 /// without holes.
 /// <list type="bullet">
 /// <item>a retry of an append that was applied but whose reply was lost finds its number already there, and is not
@@ -158,22 +158,22 @@ internal static class IdempotentAppend
         bool wantIds = true)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
-        List<string>? inboxes = null;
+        var inboxes = new List<string>();
         foreach (var entry in entries)
         {
-            if (entry.Channel.Length > 0 && (inboxes is null || !inboxes.Contains(entry.Channel)))
+            if (entry.Channel.Length > 0 && !inboxes.Contains(entry.Channel))
             {
-                (inboxes ??= []).Add(entry.Channel);
+                inboxes.Add(entry.Channel);
             }
         }
-        var keyList = new RedisKey[4 + (inboxes?.Count ?? 0) * 2];
+        var keyList = new RedisKey[4 + inboxes.Count * 2];
         keyList[0] = keys.Epoch;
         keyList[1] = keys.Clock;
         keyList[2] = keys.Stream;
         keyList[3] = keys.Sequences;
-        for (var c = 0; c < (inboxes?.Count ?? 0); c++)
+        for (var c = 0; c < inboxes.Count; c++)
         {
-            keyList[4 + c * 2] = keys.Inbox(inboxes![c]);
+            keyList[4 + c * 2] = keys.Inbox(inboxes[c]);
             keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
         }
 
@@ -187,7 +187,7 @@ internal static class IdempotentAppend
         var i = 6;
         foreach (var entry in entries)
         {
-            args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes!.IndexOf(entry.Channel);
+            args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes.IndexOf(entry.Channel);
             args[i++] = entry.FirstSequence;
             args[i++] = entry.LastSequence;
             args[i++] = entry.Force ? 1 : 0;

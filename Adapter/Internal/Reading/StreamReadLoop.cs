@@ -185,13 +185,12 @@ internal sealed class StreamReadLoop
         // Both streams had entries: merge them by id, which orders entries across streams (one clock gives them all).
         // A list that came back full may go on past its last id; entries of the other list after that id wait for the
         // next read (their stream's cursor stays before them).
-        var full = count;
         var cut = StreamId.Max;
-        if (inbox.Length >= full)
+        if (inbox.Length >= count)
         {
             cut = StreamId.Parse(IdOf(inbox[^1]));
         }
-        if (shared.Length >= full && StreamId.Parse(IdOf(shared[^1])) is var sharedLast && sharedLast.CompareTo(cut) < 0)
+        if (shared.Length >= count && StreamId.Parse(IdOf(shared[^1])) is var sharedLast && sharedLast.CompareTo(cut) < 0)
         {
             cut = sharedLast;
         }
@@ -199,30 +198,23 @@ internal sealed class StreamReadLoop
         var j = 0;
         var nextInbox = StreamId.Parse(IdOf(inbox[0]));
         var nextShared = StreamId.Parse(IdOf(shared[0]));
-        while (true)
+        while (i < inbox.Length || j < shared.Length)
         {
-            var takeInbox = i < inbox.Length && (j >= shared.Length || nextInbox.CompareTo(nextShared) < 0);
-            if (takeInbox)
+            // A list that is done has Max as its next id, so the other one is taken.
+            var fromInbox = nextInbox.CompareTo(nextShared) < 0;
+            if ((fromInbox ? nextInbox : nextShared).CompareTo(cut) > 0)
             {
-                if (nextInbox.CompareTo(cut) > 0)
-                {
-                    return;
-                }
+                return;
+            }
+            if (fromInbox)
+            {
                 await ProcessRawAsync(inbox[i++], inbox: true);
                 nextInbox = i < inbox.Length ? StreamId.Parse(IdOf(inbox[i])) : StreamId.Max;
             }
-            else if (j < shared.Length)
-            {
-                if (nextShared.CompareTo(cut) > 0)
-                {
-                    return;
-                }
-                await ProcessRawAsync(shared[j++], inbox: false);
-                nextShared = j < shared.Length ? StreamId.Parse(IdOf(shared[j])) : StreamId.Max;
-            }
             else
             {
-                return;
+                await ProcessRawAsync(shared[j++], inbox: false);
+                nextShared = j < shared.Length ? StreamId.Parse(IdOf(shared[j])) : StreamId.Max;
             }
         }
     }

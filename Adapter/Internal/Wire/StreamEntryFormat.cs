@@ -163,7 +163,7 @@ internal static class StreamEntryFormat
         var (value, sequenceRestarts) = ReadFields(pairs);
         if (IsBatch(value))
         {
-            throw new InvalidDataException("The entry is a batch of packets (format 3): read it with Packets.");
+            throw new InvalidDataException("The entry is a batch of packets (format 3): split it with SplitPackets.");
         }
         var entry = DecodePacket(value, strings);
         entry.SequenceRestarts = sequenceRestarts;
