@@ -15,7 +15,7 @@ namespace SignalR.RedisStreams;
 /// Register it with <c>services.AddSignalR().AddRedisStreams(...)</c>.
 /// </summary>
 /// <typeparam name="THub">The hub.</typeparam>
-public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<THub>, IHubManager, IDisposable where THub : Hub
+public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<THub>, IHubManager, IRecoverableHub, IDisposable where THub : Hub
 {
     private static readonly string HubName = typeof(THub).FullName ?? typeof(THub).Name;
 
@@ -26,6 +26,8 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     private readonly LocalIndex _groups = new();
     private readonly LocalIndex _users = new();
     private readonly ClientResultsManager _clientResults;
+    private readonly ConnectionRecovery? _recovery;
+    private readonly Func<StreamEntry, ValueTask<int>> _deliver;
 
     /// <summary>Created by DI; use <c>AddRedisStreams(...)</c>.</summary>
     public RedisStreamsHubLifetimeManager(
@@ -43,6 +45,11 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             .Where(p => supported is null || supported.Contains(p.Name, StringComparer.OrdinalIgnoreCase))
             .ToArray();
         _clientResults = new ClientResultsManager(_node.NodeId, hubProtocolResolver);
+        _deliver = Deliver;
+        if (_node.Options.ConnectionStateRecovery)
+        {
+            _recovery = new ConnectionRecovery(_node, HubName, _logger);
+        }
         _node.Register(HubName, this);
     }
 
@@ -54,18 +61,32 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     {
         ArgumentNullException.ThrowIfNull(connection);
         await _node.WhenReadingAsync(connection.ConnectionAborted);
+        if (_recovery is { } recovery)
+        {
+            await recovery.ConnectAsync(this, connection);
+        }
+        else
+        {
+            AddLocal(connection);
+        }
+        await _node.Registry.AddAsync(connection.ConnectionId);
+    }
+
+    /// <summary>The connection is live here: sends reach it. With recovery on, called under the recovery's cut.</summary>
+    private void AddLocal(HubConnectionContext connection)
+    {
         _connections[connection.ConnectionId] = connection;
         if (connection.UserIdentifier is { } user)
         {
             _users.Add(user, connection);
         }
-        await _node.Registry.AddAsync(connection.ConnectionId);
     }
 
     /// <inheritdoc />
     public override async Task OnDisconnectedAsync(HubConnectionContext connection)
     {
         ArgumentNullException.ThrowIfNull(connection);
+        _recovery?.Disconnected(connection.ConnectionId);
         _connections.TryRemove(connection.ConnectionId, out _);
         _groups.RemoveEverywhere(connection);
         if (connection.UserIdentifier is { } user)
@@ -107,12 +128,13 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     public override async Task SendConnectionsAsync(IReadOnlyList<string> connectionIds, string methodName, object?[] args, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connectionIds);
-        var message = new InvocationMessage(methodName, args);
+        var message = Invocation(methodName, args);
         SerializedHubMessage? serialized = null; // serialized once per protocol, however many local targets
         List<string>? remote = null;
         foreach (var id in connectionIds)
         {
-            if (_connections.TryGetValue(id, out var local))
+            // With recovery on, a local target too gets the packet through the stream: it needs a position.
+            if (_recovery is null && _connections.TryGetValue(id, out var local))
             {
                 await WriteAsync(local, serialized ??= new SerializedHubMessage(message), cancellationToken);
             }
@@ -191,7 +213,14 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         ArgumentNullException.ThrowIfNull(groupName);
         if (_connections.TryGetValue(connectionId, out var local))
         {
-            ApplyGroupChange(local, groupName, action);
+            if (_recovery is { } recovery)
+            {
+                await recovery.ChangeGroupAsync(local, groupName, action, ApplyGroupChange, at: null);
+            }
+            else
+            {
+                ApplyGroupChange(local, groupName, action);
+            }
             return;
         }
 
@@ -340,45 +369,67 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     async ValueTask<int> IHubManager.DispatchAsync(StreamEntry entry, Activity? activity)
     {
+        if (_recovery is { } recovery && entry.Kind is EntryKind.All or EntryKind.Connections or EntryKind.Groups or EntryKind.Users)
+        {
+            return await recovery.DispatchAtCut(entry, _deliver);
+        }
+        return await Deliver(entry);
+    }
+
+    private ValueTask<int> Deliver(StreamEntry entry)
+    {
         switch (entry.Kind)
         {
             case EntryKind.All:
-                return await WriteToAll(entry);
+                return WriteToAll(entry);
             case EntryKind.Connections:
-                return await WriteToConnections(entry);
+                return WriteToConnections(entry);
             case EntryKind.Groups:
-                return await WriteTo(_groups.Members(entry.Targets), entry);
+                return WriteTo(_groups.Members(entry.Targets), entry);
             case EntryKind.Users:
-                return await WriteTo(_users.Members(entry.Targets), entry);
+                return WriteTo(_users.Members(entry.Targets), entry);
             case EntryKind.GroupCommand:
                 if (_connections.TryGetValue(entry.ConnectionId, out var member))
                 {
-                    ApplyGroupChange(member, entry.Group, entry.Action);
+                    if (_recovery is { } recovery)
+                    {
+                        // The command's own position is where the change takes effect for this node's deliveries.
+                        _ = recovery.ChangeGroupAsync(member, entry.Group, entry.Action, ApplyGroupChange, at: entry.Position);
+                    }
+                    else
+                    {
+                        ApplyGroupChange(member, entry.Group, entry.Action);
+                    }
                 }
                 _node.PublishInBackground(new StreamEntry
                 {
                     Kind = EntryKind.Ack, Node = _node.NodeId, Hub = HubName, TargetNode = entry.Node, AckId = entry.AckId,
                 });
-                return 0;
+                return new ValueTask<int>(0);
             case EntryKind.Invoke:
-                if (_connections.TryGetValue(entry.ConnectionId, out var target))
-                {
-                    _clientResults.AddProxied(entry.InvocationId, entry.Node, entry.ConnectionId);
-                    await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
-                    return 1;
-                }
-                _node.PublishInBackground(ResultEntry(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default));
-                return 0;
+                return InvokeLocalAsync(entry);
             case EntryKind.Result:
                 if (!_clientResults.CompleteFromRemote(entry.InvocationId, entry.Status, entry.Protocol, entry.Payload))
                 {
                     Log.UnknownInvocation(_logger, entry.InvocationId);
                 }
-                activity?.SetTag("signalr.invocation_id", entry.InvocationId);
-                return 0;
+                Activity.Current?.SetTag("signalr.invocation_id", entry.InvocationId);
+                return new ValueTask<int>(0);
             default:
-                return 0;
+                return new ValueTask<int>(0);
         }
+    }
+
+    private async ValueTask<int> InvokeLocalAsync(StreamEntry entry)
+    {
+        if (_connections.TryGetValue(entry.ConnectionId, out var target))
+        {
+            _clientResults.AddProxied(entry.InvocationId, entry.Node, entry.ConnectionId);
+            await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
+            return 1;
+        }
+        _node.PublishInBackground(ResultEntry(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default));
+        return 0;
     }
 
     /// <summary>Writes one entry's message to local connections: serialized once per protocol for all of them, the
@@ -397,7 +448,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             {
                 return;
             }
-            _message ??= new SerializedHubMessage(entry.Messages);
+            _message ??= manager._recovery is null ? new SerializedHubMessage(entry.Messages) : ConnectionRecovery.Positioned(entry);
             Count++;
             var write = manager.WriteAsync(connection, _message, CancellationToken.None);
             if (!write.IsCompletedSuccessfully)
@@ -473,7 +524,13 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     private Task PublishAsync(StreamEntry entry, CancellationToken cancellationToken) => _node.PublishAsync(entry, cancellationToken);
 
-    private SerializedMessage[] Serialize(string methodName, object?[] args) => Serialize(new InvocationMessage(methodName, args));
+    /// <summary>A send's message, serialized per protocol.</summary>
+    private SerializedMessage[] Serialize(string methodName, object?[] args) => Serialize(Invocation(methodName, args));
+
+    /// <summary>A send's message; with recovery on, with the position placeholder in a header (each receiving node
+    /// writes the entry's position over it; clients without the recovery helper ignore the header).</summary>
+    private InvocationMessage Invocation(string methodName, object?[] args)
+        => _recovery is null ? new InvocationMessage(methodName, args) : new InvocationMessage(methodName, args) { Headers = ConnectionRecovery.PlaceholderHeaders };
 
     private SerializedMessage[] Serialize(HubMessage message)
     {
@@ -486,5 +543,17 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     }
 
     /// <summary>Leaves the node; the node itself is stopped by the host.</summary>
-    public void Dispose() => _node.Unregister(HubName);
+    public void Dispose()
+    {
+        _node.Unregister(HubName);
+        _recovery?.Dispose();
+    }
+
+    // ---------------------------------------------------------------- what connection-state recovery needs of the manager
+
+    void IRecoverableHub.AddLocal(HubConnectionContext connection) => AddLocal(connection);
+
+    void IRecoverableHub.AddToLocalGroup(HubConnectionContext connection, string groupName) => _groups.Add(groupName, connection);
+
+    ValueTask IRecoverableHub.WriteAsync(HubConnectionContext connection, SerializedHubMessage message) => WriteAsync(connection, message, CancellationToken.None);
 }

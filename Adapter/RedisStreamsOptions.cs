@@ -63,4 +63,17 @@ public sealed class RedisStreamsOptions
 
     /// <summary>Read lag (age of the entry being processed) above which the health check reports Degraded. Default 5 s.</summary>
     public TimeSpan HealthyReadLag { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>Connection-state recovery across servers (opt-in). When on, each connection that asks for it (through
+    /// the client helper: <c>rs-session</c> in the query string or the <c>X-RedisStreams-Session</c> header) gets a
+    /// session kept in Redis while it lives and for <see cref="MaxDisconnectionDuration"/> after it drops. Every message
+    /// the backplane delivers then carries its stream position as one extra, last argument, which the client helper
+    /// strips and remembers; a client that reconnects to any server with its session and position gets its user and
+    /// groups back and every message it missed, in order and once, or is told plainly that it was not recovered.
+    /// Default false.</summary>
+    public bool ConnectionStateRecovery { get; set; }
+
+    /// <summary>How long a dropped connection's session stays recoverable (with <see cref="ConnectionStateRecovery"/>).
+    /// At most one hour (the lifetime of a dead server's inbox). Default 2 minutes.</summary>
+    public TimeSpan MaxDisconnectionDuration { get; set; } = TimeSpan.FromMinutes(2);
 }

@@ -39,4 +39,9 @@ internal sealed class RedisStreamsKeys(string prefix, string streamName)
 
     /// <summary>Hash: connection id → id of the node that holds it.</summary>
     public RedisKey Connections => _base + ":connections";
+
+    /// <summary>Hash: one recoverable session (connection-state recovery): its user, hub, current connection and node,
+    /// and one field per group (<c>g:</c> + name) whose value is the position at which it joined. Expires
+    /// <c>MaxDisconnectionDuration</c> after its connection's node last refreshed it.</summary>
+    public RedisKey Session(string token) => _base + ":session:" + token;
 }

@@ -57,6 +57,10 @@ internal sealed class RedisStreamsOptionsValidator : IValidateOptions<RedisStrea
         {
             failures.Add($"{p}{nameof(options.HealthyReadLag)} must be positive (was {options.HealthyReadLag}).");
         }
+        if (options.MaxDisconnectionDuration <= TimeSpan.Zero || options.MaxDisconnectionDuration > RedisStreamsKeys.InboxLifetime)
+        {
+            failures.Add($"{p}{nameof(options.MaxDisconnectionDuration)} must be positive and at most {RedisStreamsKeys.InboxLifetime} (was {options.MaxDisconnectionDuration}).");
+        }
         return failures.Count == 0 ? ValidateOptionsResult.Success : ValidateOptionsResult.Fail(failures);
     }
 }

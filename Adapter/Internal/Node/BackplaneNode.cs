@@ -284,8 +284,14 @@ internal sealed class BackplaneNode : IAsyncDisposable
             if (Reader.IsPositioned) // a node that never reached Redis has nobody to say goodbye to
             {
                 await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
-                // Nobody addresses a node that said goodbye: its inbox can go now.
-                await CommandDatabase().KeyDeleteAsync([Keys.Inbox(NodeId), Keys.InboxSequences(NodeId)]).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
+                // Nobody addresses a node that said goodbye: its inbox can go now; with connection-state recovery,
+                // once its connections' sessions can no longer be recovered (a replay reads it).
+                RedisKey[] inbox = [Keys.Inbox(NodeId), Keys.InboxSequences(NodeId)];
+                var db = CommandDatabase();
+                Task gone = _options.ConnectionStateRecovery
+                    ? Task.WhenAll(inbox.Select(k => db.KeyExpireAsync(k, _options.MaxDisconnectionDuration + TimeSpan.FromMinutes(1))))
+                    : db.KeyDeleteAsync(inbox);
+                await gone.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
             }
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException)
@@ -322,7 +328,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private IDatabase CommandDatabase() => _connections.Commands.GetDatabase();
 
     /// <summary>The command connection, once the node has connected (a manager used before the host started waits).</summary>
-    private async ValueTask<IDatabase> CommandDatabaseAsync()
+    public async ValueTask<IDatabase> CommandDatabaseAsync()
     {
         var start = EnsureStarted();
         if (!start.IsCompletedSuccessfully)

@@ -263,6 +263,8 @@ internal sealed class StreamReadLoop
         }
 
         RecordLag(id);
+        var entryId = default(StreamId);
+        var positions = _node.Options.ConnectionStateRecovery && StreamId.TryParse(id, out entryId);
         for (var p = 0; p < _packets.Count; p++)
         {
             StreamEntry entry;
@@ -277,6 +279,10 @@ internal sealed class StreamReadLoop
                 continue;
             }
             entry.SequenceRestarts = sequenceRestarts && p == 0;
+            if (positions)
+            {
+                entry.Position = new DeliveryPosition(entryId, p);
+            }
             if (p > 0)
             {
                 _node.Instruments.Received.Add(1);
@@ -297,7 +303,71 @@ internal sealed class StreamReadLoop
                 }
             }
             await _handle(id, entry);
+            if (positions)
+            {
+                MarkProcessed(entry.Position);
+            }
         }
+        if (positions && _packets.Count > 0)
+        {
+            MarkProcessed(new DeliveryPosition(entryId, _packets.Count - 1));
+        }
+    }
+
+    // ------------------------------------------------------------------ positions (connection-state recovery)
+
+    private readonly Lock _processedLock = new();
+    private DeliveryPosition _processed;
+    private List<(DeliveryPosition Target, TaskCompletionSource Done)>? _waiters;
+
+    /// <summary>Every packet up to this position has been handled (or skipped) by this node (ids of the Redis it reads
+    /// now). Only kept with connection-state recovery on.</summary>
+    public DeliveryPosition Processed
+    {
+        get
+        {
+            lock (_processedLock)
+            {
+                return _processed;
+            }
+        }
+    }
+
+    private void MarkProcessed(DeliveryPosition position)
+    {
+        lock (_processedLock)
+        {
+            _processed = position; // in order within one Redis; lower again after Redis restarted empty
+
+            if (_waiters is { Count: > 0 } waiters)
+            {
+                for (var i = waiters.Count - 1; i >= 0; i--)
+                {
+                    if (waiters[i].Target <= position)
+                    {
+                        waiters[i].Done.TrySetResult();
+                        waiters.RemoveAt(i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Completes once this node has handled every packet up to <paramref name="target"/> (a position another
+    /// node already delivered), or throws <see cref="TimeoutException"/> after <paramref name="timeout"/>.</summary>
+    public Task WhenProcessedAsync(DeliveryPosition target, TimeSpan timeout, CancellationToken cancellationToken)
+    {
+        TaskCompletionSource done;
+        lock (_processedLock)
+        {
+            if (target <= _processed)
+            {
+                return Task.CompletedTask;
+            }
+            done = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
+            (_waiters ??= []).Add((target, done));
+        }
+        return done.Task.WaitAsync(timeout, cancellationToken);
     }
 
     private void RecordLag(string id)

@@ -25,6 +25,9 @@ internal sealed class BackplaneInstruments
         PublishFailures = Meter.CreateCounter<long>("signalr.redis_streams.publish_failures", "{entry}", "Sends that failed (outbox timeout or shutdown) and were not published.");
         ReadErrors = Meter.CreateCounter<long>("signalr.redis_streams.read_errors", "{error}", "Failed XREADs (retried).");
         Restarts = Meter.CreateCounter<long>("signalr.redis_streams.redis_restarts_detected", "{restart}", "Times Redis was found restarted without its data.");
+        Recovered = Meter.CreateCounter<long>("signalr.redis_streams.recovery.recovered", "{connection}", "Connections that recovered a session (connection-state recovery).");
+        NotRecovered = Meter.CreateCounter<long>("signalr.redis_streams.recovery.not_recovered", "{connection}", "Connections that asked to recover a session and were told they were not recovered.");
+        Replayed = Meter.CreateCounter<long>("signalr.redis_streams.recovery.replayed", "{message}", "Missed messages replayed to recovered connections.");
         PublishDuration = Meter.CreateHistogram<double>("signalr.redis_streams.publish.duration", "ms", "From send to the entry being in the stream, including outbox waiting.");
         ReadLag = Meter.CreateHistogram<double>("signalr.redis_streams.read_lag", "ms", "Age of an entry (its stream id's time) when this node processed it.");
         Meter.CreateObservableGauge("signalr.redis_streams.outbox.depth", outboxDepth, "{entry}", "Sends waiting to be published.");
@@ -44,6 +47,9 @@ internal sealed class BackplaneInstruments
     public Counter<long> PublishFailures { get; }
     public Counter<long> ReadErrors { get; }
     public Counter<long> Restarts { get; }
+    public Counter<long> Recovered { get; }
+    public Counter<long> NotRecovered { get; }
+    public Counter<long> Replayed { get; }
     public Histogram<double> PublishDuration { get; }
     public Histogram<double> ReadLag { get; }
 }

@@ -67,4 +67,13 @@ internal static partial class Log
 
     [LoggerMessage(21, LogLevel.Warning, "A connection was refused: the stream could not be read within {Timeout} (RedisStreamsOptions.PublishTimeout).")]
     public static partial void ConnectionRefused(ILogger logger, TimeSpan timeout);
+
+    [LoggerMessage(22, LogLevel.Information, "Connection {ConnectionId} recovered the session of connection {OldConnectionId} (node {OldNode}): {Replayed} missed messages replayed.")]
+    public static partial void SessionRecovered(ILogger logger, string connectionId, string oldConnectionId, string oldNode, int replayed);
+
+    [LoggerMessage(23, LogLevel.Warning, "Connection {ConnectionId} was not recovered: {Reason}. It starts a fresh session.")]
+    public static partial void SessionNotRecovered(ILogger logger, string connectionId, string reason);
+
+    [LoggerMessage(24, LogLevel.Warning, "Writing the recovery session of connection {ConnectionId} to Redis failed.")]
+    public static partial void SessionWriteFailed(ILogger logger, Exception exception, string connectionId);
 }

@@ -41,6 +41,9 @@ internal sealed class StreamEntry
     /// reader that did not know the sender.</summary>
     public bool SequenceRestarts { get; set; }
     public string Hub { get; init; } = "";
+
+    /// <summary>Where the reader found this packet (set only with connection-state recovery on).</summary>
+    public DeliveryPosition Position { get; set; }
     public string? TraceParent { get; set; }
 
     /// <summary>Connection ids, group names or user ids this entry targets (All: none).</summary>
