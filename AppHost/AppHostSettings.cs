@@ -31,6 +31,14 @@ public static class AppHostSettings
     /// <summary>The highest <see cref="TrafficRateKey"/> accepted.</summary>
     public const double MaxTrafficRate = 200;
 
+    /// <summary>Configuration key: connection-state recovery on the chat nodes (the backplane's
+    /// <c>ConnectionStateRecovery</c>): <c>true</c> (default) or <c>false</c>.</summary>
+    public const string RecoveryKey = "Recovery:Enabled";
+
+    /// <summary>Configuration key: how long a dropped chat connection stays recoverable (a TimeSpan, e.g. <c>00:02:00</c>,
+    /// the backplane's default).</summary>
+    public const string MaxDisconnectionKey = "Recovery:MaxDisconnection";
+
     /// <summary>Name of the <paramref name="index"/>-th chat node (1-based): <c>chatnode-1</c>, <c>chatnode-2</c>, ...</summary>
     public static string ChatNodeResourceName(int index) => "chatnode-" + index.ToString(System.Globalization.CultureInfo.InvariantCulture);
 }

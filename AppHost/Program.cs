@@ -35,6 +35,9 @@ if (trafficRate is < 0 or > AppHostSettings.MaxTrafficRate)
     return 1;
 }
 
+var recovery = builder.Configuration.GetValue(AppHostSettings.RecoveryKey, true);
+var maxDisconnection = builder.Configuration[AppHostSettings.MaxDisconnectionKey];
+
 var loadBalancer = builder.AddProject<Projects.LoadBalancer>(AppHostSettings.LoadBalancerResourceName, options => options.ExcludeLaunchProfile = true)
     .WithHttpEndpoint(name: "http")
     .WithExternalHttpEndpoints()
@@ -47,9 +50,15 @@ for (var i = 1; i <= nodeCount; i++)
         .WithHttpEndpoint(name: "http")
         .WithHttpHealthCheck("/health")
         .WithEnvironment("CHATNODE_NAME", name)
+        .WithEnvironment("RedisStreams__ConnectionStateRecovery", recovery ? "true" : "false")
         .WithReference(redis)
         .WaitFor(redis)
         .WithKillCommand();
+
+    if (!string.IsNullOrEmpty(maxDisconnection))
+    {
+        node.WithEnvironment("RedisStreams__MaxDisconnectionDuration", maxDisconnection);
+    }
 
     // One service ("chatnode") with N addresses: YARP's service-discovery resolver turns http://chatnode into N destinations.
     loadBalancer
