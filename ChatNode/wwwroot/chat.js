@@ -165,7 +165,10 @@ function showSignedIn(name) {
 
 async function connect() {
   connection = new signalR.HubConnectionBuilder()
-    .withUrl("hubs/chat")
+    // timeout: an HTTP request (the negotiate) unanswered for 5 s fails, and the next attempt goes elsewhere. After its node
+    // died, the first reconnect's negotiate can still reach the dead node (until the balancer's health check notices)
+    // and hang there; SignalR's default would wait 100 s.
+    .withUrl("hubs/chat", { timeout: 5000 })
     .withAutomaticReconnect({ nextRetryDelayInMilliseconds: retryDelaysMs })
     .build();
 
