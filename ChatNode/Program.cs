@@ -1,14 +1,28 @@
 using ChatNode;
 using ChatNode.Hubs;
-using Microsoft.AspNetCore.SignalR;
+using ChatNode.Identity;
+using ChatNode.Presence;
 
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
 builder.AddRedisClient("redis");
 
+var keys = ChatKeys.FromConfiguration(builder.Configuration);
+builder.Services.AddSingleton(keys);
 builder.Services.AddSingleton(ChatNodeIdentity.FromEnvironment());
-builder.Services.AddSingleton<IUserIdProvider, QueryStringUserIdProvider>();
+builder.Services.AddSingleton(TimeProvider.System);
+
+// Identity: a cookie sign-in (Identity/ChatAuthentication.cs) signed with Data Protection keys that every node shares
+// in Redis (Identity/ChatDataProtection.cs). The hub takes the user from the cookie's claims: SignalR's default
+// IUserIdProvider reads ClaimTypes.NameIdentifier into Context.UserIdentifier.
+builder.Services.AddChatDataProtection(builder.Configuration, keys);
+builder.Services.AddChatAuthentication();
+
+// Who is online on any node (Presence/).
+builder.Services.AddSingleton<PresenceStore>();
+builder.Services.AddHostedService<PresenceRefresher>();
+
 builder.Services.AddSignalR()
     .AddMessagePackProtocol()
     // The backplane (Adapter/), on the IConnectionMultiplexer that AddRedisClient registered; options from the
@@ -27,8 +41,11 @@ app.Use((context, next) =>
 
 app.UseDefaultFiles();
 app.UseStaticFiles();
+app.UseAuthentication();
+app.UseAuthorization();
 
 app.MapGet("/whoami", () => new WhoAmI(node.Name));
+app.MapChatAuthentication();
 app.MapHub<ChatHub>(ChatHub.Path);
 app.MapDefaultEndpoints();
 

@@ -7,7 +7,7 @@ using Microsoft.AspNetCore.SignalR.Client;
 namespace TrafficGenerator;
 
 /// <summary>
-/// One simulated chat user: a SignalR connection through the balancer (WebSockets, with the balancer's affinity cookie on
+/// One simulated chat user, signed in under its name: a SignalR connection through the balancer (WebSockets, with the balancer's affinity cookie on
 /// the negotiate and the socket, as a browser does), pinned to a node that the other users are not on when it can be,
 /// member of the traffic room. Each connection is one session of the <see cref="DeliveryLedger"/>.
 /// </summary>
@@ -41,7 +41,7 @@ internal sealed class SimulatedUser(string name, TrafficOptions options, Deliver
         var session = $"{Name}@{node}#{++_sessions}";
         var closed = new TaskCompletionSource<string>(TaskCreationOptions.RunContinuationsAsynchronously);
         var connection = new HubConnectionBuilder()
-            .WithUrl(new Uri(options.BalancerUrl!, "/hubs/chat?user=" + Uri.EscapeDataString(Name)), HttpTransportType.WebSockets, o => o.Cookies = cookies)
+            .WithUrl(new Uri(options.BalancerUrl!, "/hubs/chat"), HttpTransportType.WebSockets, o => o.Cookies = cookies)
             .Build();
         connection.On<TrafficMessage>("message", message =>
         {
@@ -115,6 +115,18 @@ internal sealed class SimulatedUser(string name, TrafficOptions options, Deliver
 
             if (whoAmI is not null && (!avoid.Contains(whoAmI.Node) || attempt >= PinAttempts))
             {
+                try
+                {
+                    // The hub wants a signed-in user: the sign-in's auth cookie joins the affinity cookie in the jar.
+                    using var signIn = await http.PostAsJsonAsync(new Uri("/auth/signin", UriKind.Relative), new SignIn(Name), cancellationToken);
+                    signIn.EnsureSuccessStatusCode();
+                }
+                catch (Exception ex) when (ex is HttpRequestException || (ex is TaskCanceledException && !cancellationToken.IsCancellationRequested))
+                {
+                    lastError = ex;
+                    continue;
+                }
+
                 return (cookies, whoAmI.Node);
             }
         }
@@ -131,6 +143,8 @@ internal sealed class SimulatedUser(string name, TrafficOptions options, Deliver
     }
 
     private sealed record WhoAmI(string Node);
+
+    private sealed record SignIn(string Name);
 }
 
 /// <summary>The chat's <c>message</c> event as the generator reads it; its messages' texts are <c>traffic #N</c>.</summary>

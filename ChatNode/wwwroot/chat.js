@@ -1,4 +1,6 @@
-// The chat page: one SignalR connection to /hubs/chat through the balancer (cookie affinity keeps it on one node).
+// The chat page: a sign-in (an auth cookie valid on every node), then one SignalR connection to /hubs/chat through the
+// balancer (cookie affinity keeps it on one node; if that node dies, the client reconnects through the balancer to
+// another). No external fetches: the SignalR client is served from lib/.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -7,20 +9,95 @@ let connection = null;
 let user = "";
 let lastTypingSent = 0;
 const typingTimers = new Map();
+let onlineTimer = 0;
 
-fetch("whoami").then((r) => r.json()).then((w) => { $("page-node").textContent = w.node; }).catch(() => {});
+// Reconnect quickly while a node fails over (the balancer's health checks take a dead node out within seconds), then
+// more slowly; give up after 5 minutes (the page then offers a new connection).
+const retryDelaysMs = (context) => {
+  if (context.elapsedMilliseconds < 60_000) return context.previousRetryCount === 0 ? 0 : 1_000;
+  if (context.elapsedMilliseconds < 300_000) return 5_000;
+  return null;
+};
 
-function addLine(text, meta, cssClass) {
+// ---- connection state -------------------------------------------------------------------------------------------
+// One place shows it: #state, whose data-state is one of
+//   signed-out | connecting | connected | reconnecting | recovered | not-recovered | disconnected
+// and whose text says it in words. Tests read both.
+
+function setState(state, text) {
+  const el = $("state");
+  el.dataset.state = state;
+  el.textContent = text;
+}
+
+function showConnected(node) {
+  setState("connected", "Connected on " + node);
+}
+
+function showReconnecting(error) {
+  setState("reconnecting", "Reconnecting…" + (error && error.message ? " (" + error.message + ")" : ""));
+}
+
+function showDisconnected(error) {
+  setState("disconnected", "Disconnected" + (error && error.message ? ": " + error.message : ""));
+}
+
+// Connection-state recovery (after a reconnect, the messages missed meanwhile are replayed) calls one of these two
+// once it knows the outcome, instead of showConnected: "recovered (N missed messages replayed)" or "not recovered
+// (why)". They are on window.chatPage, so the recovery code and tests can call them.
+function showRecovered(node, missedCount) {
+  setState("recovered", "Recovered on " + node + " (" + missedCount + " missed message" + (missedCount === 1 ? "" : "s") + " replayed)");
+}
+
+function showNotRecovered(node, reason) {
+  setState("not-recovered", "Connected on " + node + ", not recovered (" + reason + ")");
+}
+
+// Called after every automatic reconnect with the node the connection is on now. Without recovery: connected again.
+// Recovery replaces this hook (window.chatPage.afterReconnect = async (node) => { ...; showRecovered(node, n); }).
+async function afterReconnectDefault(node) {
+  showConnected(node);
+}
+
+window.chatPage = {
+  showConnected, showReconnecting, showDisconnected, showRecovered, showNotRecovered,
+  afterReconnect: afterReconnectDefault,
+  addMessage: (m) => addMessage(m),
+  get connection() { return connection; },
+};
+
+// ---- rendering --------------------------------------------------------------------------------------------------
+
+function timeOf(iso) {
+  const d = iso ? new Date(iso) : new Date();
+  return isNaN(d) ? "" : d.toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+}
+
+function addLine(text, meta, cssClass, time) {
   const li = document.createElement("li");
-  li.textContent = text;
+  const when = document.createElement("time");
+  when.className = "time";
+  when.textContent = timeOf(time);
+  if (time) when.dateTime = time;
+  li.appendChild(when);
+  li.appendChild(document.createTextNode(text));
   if (meta) {
     const span = document.createElement("span");
     span.className = "meta";
     span.textContent = meta;
     li.appendChild(span);
   }
-  if (cssClass) li.className = cssClass;
+  if (cssClass) li.classList.add(cssClass);
   $("messages").prepend(li);
+  return li;
+}
+
+function addMessage(m) {
+  const where = m.room ? " in #" + m.room : m.to ? " to you" : "";
+  const li = addLine(m.from + where + ": " + m.text, "via " + m.node, "message", m.sent);
+  li.dataset.from = m.from;
+  li.dataset.node = m.node;
+  if (m.room) li.dataset.room = m.room;
 }
 
 function showRooms() {
@@ -31,17 +108,71 @@ function showTyping() {
   $("typing").textContent = typingTimers.size ? [...typingTimers.keys()].join(", ") + " typing…" : "";
 }
 
-async function connect(name) {
+function showOnline(list) {
+  const ul = $("online");
+  ul.replaceChildren(...list.map((u) => {
+    const li = document.createElement("li");
+    li.textContent = u.user;
+    li.dataset.user = u.user;
+    const nodes = document.createElement("span");
+    nodes.className = "nodes";
+    nodes.textContent = u.nodes.join(", ");
+    li.appendChild(nodes);
+    return li;
+  }));
+  $("online-count").textContent = "(" + list.length + ")";
+}
+
+async function refreshOnline() {
+  if (!connection || connection.state !== signalR.HubConnectionState.Connected) return;
+  try { showOnline(await connection.invoke("Online")); } catch { /* shown again at the next tick */ }
+}
+
+function report(err) {
+  addLine("Error: " + (err && err.message ? err.message : err), null, "system");
+}
+
+// ---- sign-in ----------------------------------------------------------------------------------------------------
+
+async function signIn(name) {
+  const response = await fetch("auth/signin", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ name }),
+  });
+  if (!response.ok) {
+    let detail = response.status + " " + response.statusText;
+    try { detail = (await response.json()).detail || detail; } catch { /* keep the status */ }
+    throw new Error(detail);
+  }
+  return (await response.json()).name;
+}
+
+async function currentUser() {
+  const response = await fetch("auth/me");
+  return response.ok ? (await response.json()).name : null;
+}
+
+function showSignedIn(name) {
   user = name;
+  $("user-name").textContent = name;
+  $("whoami").hidden = false;
+  $("signin").hidden = true;
+  $("chat").hidden = false;
+}
+
+// ---- the hub connection -----------------------------------------------------------------------------------------
+
+async function connect() {
   connection = new signalR.HubConnectionBuilder()
-    .withUrl("hubs/chat?user=" + encodeURIComponent(name))
-    .withAutomaticReconnect()
+    // timeout: an HTTP request (the negotiate) unanswered for 5 s fails, and the next attempt goes elsewhere. After its node
+    // died, the first reconnect's negotiate can still reach the dead node (until the balancer's health check notices)
+    // and hang there; SignalR's default would wait 100 s.
+    .withUrl("hubs/chat", { timeout: 5000 })
+    .withAutomaticReconnect({ nextRetryDelayInMilliseconds: retryDelaysMs })
     .build();
 
-  connection.on("message", (m) => {
-    const where = m.room ? "#" + m.room : "";
-    addLine(m.from + (where ? " in " + where : "") + ": " + m.text, "via " + m.node);
-  });
+  connection.on("message", addMessage);
   connection.on("typing", (who, room) => {
     const key = who + " in #" + room;
     clearTimeout(typingTimers.get(key));
@@ -52,28 +183,50 @@ async function connect(name) {
   connection.on("status", () => user + " is online in " + (rooms.size ? [...rooms].join(", ") : "no room"));
 
   const afterConnect = async () => {
-    $("hub-node").textContent = await connection.invoke("GetNode");
-    $("connection-id").textContent = "(connection id " + connection.connectionId + ")";
+    const node = await connection.invoke("GetNode");
+    $("connection-id").textContent = "· connection id " + connection.connectionId;
     for (const room of rooms) await connection.invoke("JoinRoom", room);
+    refreshOnline();
+    return node;
   };
-  connection.onreconnecting(() => { $("hub-node").textContent = "(reconnecting…)"; });
-  connection.onreconnected(() => afterConnect().catch(report));
-  connection.onclose(() => { $("hub-node").textContent = "(disconnected)"; });
+  connection.onreconnecting((error) => showReconnecting(error));
+  connection.onreconnected(async () => {
+    try { await window.chatPage.afterReconnect(await afterConnect()); } catch (err) { report(err); }
+  });
+  connection.onclose((error) => showDisconnected(error));
 
+  setState("connecting", "Connecting…");
   await connection.start();
-  await afterConnect();
-  $("login").hidden = true;
-  $("chat").hidden = false;
-  addLine("Connected as " + name, null, "system");
+  showConnected(await afterConnect());
+  clearInterval(onlineTimer);
+  onlineTimer = setInterval(refreshOnline, 5000);
+  addLine("Connected as " + user, null, "system");
 }
 
-function report(err) {
-  addLine("Error: " + (err && err.message ? err.message : err), null, "system");
+async function start() {
+  fetch("whoami").then((r) => r.json()).then((w) => { $("page-node").textContent = w.node; }).catch(() => {});
+  const name = await currentUser();
+  if (name) {
+    showSignedIn(name);
+    await connect();
+  } else {
+    setState("signed-out", "Not signed in");
+  }
 }
 
-$("login").addEventListener("submit", (e) => {
+$("signin").addEventListener("submit", (e) => {
   e.preventDefault();
-  connect($("user").value.trim()).catch(report);
+  $("signin-error").hidden = true;
+  signIn($("user").value)
+    .then((name) => { showSignedIn(name); return connect(); })
+    .catch((err) => { $("signin-error").textContent = "Sign-in failed: " + (err.message || err); $("signin-error").hidden = false; });
+});
+
+$("signout").addEventListener("click", async () => {
+  clearInterval(onlineTimer);
+  if (connection) await connection.stop().catch(() => {});
+  await fetch("auth/signout", { method: "POST" }).catch(() => {});
+  location.reload();
 });
 
 $("room-form").addEventListener("submit", (e) => {
@@ -118,3 +271,5 @@ $("status-form").addEventListener("submit", (e) => {
     .then((answer) => { $("status-answer").textContent = answer; })
     .catch((err) => { $("status-answer").textContent = err.message || String(err); });
 });
+
+start().catch(report);

@@ -71,16 +71,49 @@ public static class ChatClients
         throw new InvalidOperationException($"The balancer never routed to {node} in {maxAttempts} fresh requests.");
     }
 
+    /// <summary>The chat's auth cookie, issued by <c>POST /auth/signin</c>.</summary>
+    public const string AuthCookieName = ".ChatNode.Auth";
+
     /// <summary>
-    /// A started hub connection through the balancer, WebSockets only, carrying <paramref name="cookies"/> on the
-    /// negotiate request and on the socket. The caller disposes it.
+    /// Signs in as <paramref name="user"/> through <paramref name="baseUrl"/> (the balancer or one node): the auth
+    /// cookie lands in <paramref name="cookies"/>. Returns the name the server signed in.
+    /// </summary>
+    public static async Task<string> SignInAsync(Uri baseUrl, CookieContainer cookies, string user, CancellationToken cancellationToken = default)
+    {
+        using var client = CreateHttpClient(baseUrl, cookies);
+        using var response = await client.PostAsJsonAsync(new Uri("/auth/signin", UriKind.Relative), new SignInRequest(user), cancellationToken);
+        response.EnsureSuccessStatusCode();
+        var body = await response.Content.ReadFromJsonAsync<SignInRequest>(cancellationToken)
+            ?? throw new InvalidOperationException("/auth/signin returned no body.");
+        if (cookies.GetCookies(baseUrl)[AuthCookieName] is null)
+        {
+            throw new InvalidOperationException($"/auth/signin set no {AuthCookieName} cookie.");
+        }
+
+        return body.Name;
+    }
+
+    /// <summary>
+    /// Signs in as <paramref name="user"/> (into <paramref name="cookies"/>), then a started hub connection through the
+    /// balancer, WebSockets only, carrying <paramref name="cookies"/> on the negotiate request and on the socket. The
+    /// caller disposes it.
     /// </summary>
     public static async Task<HubConnection> ConnectAsync(Uri balancerUrl, CookieContainer cookies, string user, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(balancerUrl);
-        var url = new Uri(balancerUrl, HubPath + "?user=" + Uri.EscapeDataString(user));
+        await SignInAsync(balancerUrl, cookies, user, cancellationToken);
+        return await ConnectSignedInAsync(balancerUrl, cookies, cancellationToken: cancellationToken);
+    }
+
+    /// <summary>
+    /// A started hub connection to <paramref name="baseUrl"/> with whatever <paramref name="cookies"/> holds (the
+    /// auth cookie of an earlier sign-in, or none), WebSockets only. The caller disposes it.
+    /// </summary>
+    public static async Task<HubConnection> ConnectSignedInAsync(Uri baseUrl, CookieContainer cookies, string query = "", CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(baseUrl);
         var connection = new HubConnectionBuilder()
-            .WithUrl(url, HttpTransportType.WebSockets, options => options.Cookies = cookies)
+            .WithUrl(new Uri(baseUrl, HubPath + query), HttpTransportType.WebSockets, options => options.Cookies = cookies)
             .Build();
         try
         {
@@ -111,4 +144,6 @@ public static class ChatClients
     }
 
     private sealed record WhoAmIResponse(string Node);
+
+    private sealed record SignInRequest(string Name);
 }
