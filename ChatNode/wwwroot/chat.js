@@ -163,14 +163,58 @@ function showSignedIn(name) {
 
 // ---- the hub connection -----------------------------------------------------------------------------------------
 
+// Connection-state recovery (the backplane's sessions in Redis, lib/redis-streams-recovery.js): at every (re)connect
+// the server says "new", "recovered" (N missed messages replayed) or "not-recovered" (why). With recovery off on the
+// server nothing is said, and the page behaves as without it.
+const recovery = window.RedisStreamsRecovery ? window.RedisStreamsRecovery.create() : null;
+const statuses = [];
+let statusWaiter = null;
+if (recovery) {
+  recovery.onStatus((s) => {
+    if (statusWaiter) { const w = statusWaiter; statusWaiter = null; w(s); } else statuses.push(s);
+  });
+}
+
+// The server's word on the connection that just started, or null if it says nothing within 3 s (recovery off).
+function nextStatus() {
+  if (statuses.length) return Promise.resolve(statuses.shift());
+  if (!recovery) return Promise.resolve(null);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => { statusWaiter = null; resolve(null); }, 3000);
+    statusWaiter = (s) => { clearTimeout(timer); resolve(s); };
+  });
+}
+
+async function afterReconnectWithRecovery(node) {
+  const status = await nextStatus();
+  if (status && status.status === "recovered") {
+    // Rooms came back with the session; the messages missed meanwhile have just been shown, in order.
+    showRecovered(node, status.replayed);
+    addLine("Recovered on " + node + ": " + status.replayed + " missed message" + (status.replayed === 1 ? "" : "s") + " replayed", null, "system");
+    return;
+  }
+  for (const room of rooms) await connection.invoke("JoinRoom", room);
+  if (status && status.status === "not-recovered") {
+    showNotRecovered(node, status.reason);
+    addLine("Not recovered (" + status.reason + "): messages sent while you were away are lost", null, "system");
+  } else {
+    showConnected(node);
+  }
+}
+
 async function connect() {
-  connection = new signalR.HubConnectionBuilder()
+  const builder = new signalR.HubConnectionBuilder()
     // timeout: an HTTP request (the negotiate) unanswered for 5 s fails, and the next attempt goes elsewhere. After its node
     // died, the first reconnect's negotiate can still reach the dead node (until the balancer's health check notices)
     // and hang there; SignalR's default would wait 100 s.
     .withUrl("hubs/chat", { timeout: 5000 })
-    .withAutomaticReconnect({ nextRetryDelayInMilliseconds: retryDelaysMs })
-    .build();
+    .withAutomaticReconnect({ nextRetryDelayInMilliseconds: retryDelaysMs });
+  if (recovery) recovery.configure(builder);
+  connection = builder.build();
+  if (recovery) {
+    recovery.attach(connection);
+    window.chatPage.afterReconnect = afterReconnectWithRecovery;
+  }
 
   connection.on("message", addMessage);
   connection.on("typing", (who, room) => {
@@ -185,7 +229,7 @@ async function connect() {
   const afterConnect = async () => {
     const node = await connection.invoke("GetNode");
     $("connection-id").textContent = "· connection id " + connection.connectionId;
-    for (const room of rooms) await connection.invoke("JoinRoom", room);
+    if (!recovery) for (const room of rooms) await connection.invoke("JoinRoom", room);
     refreshOnline();
     return node;
   };
@@ -197,7 +241,9 @@ async function connect() {
 
   setState("connecting", "Connecting…");
   await connection.start();
-  showConnected(await afterConnect());
+  const node = await afterConnect();
+  await nextStatus(); // the new session's
+  showConnected(node);
   clearInterval(onlineTimer);
   onlineTimer = setInterval(refreshOnline, 5000);
   addLine("Connected as " + user, null, "system");

@@ -92,8 +92,10 @@ internal sealed class SessionStore(RedisStreamsKeys keys, TimeSpan maxDisconnect
         await Task.WhenAll(set, expire);
     }
 
+    /// <summary>Records a group join; a join of a group the session is already in keeps the earlier position (a client
+    /// that joins its rooms again after reconnecting must not shorten what a later replay covers).</summary>
     public Task JoinAsync(IDatabase db, string token, string group, DeliveryPosition at)
-        => db.HashSetAsync(keys.Session(token), GroupPrefix + group, at.ToString());
+        => db.HashSetAsync(keys.Session(token), GroupPrefix + group, at.ToString(), When.NotExists);
 
     public Task LeaveAsync(IDatabase db, string token, string group)
         => db.HashDeleteAsync(keys.Session(token), GroupPrefix + group);
