@@ -27,9 +27,9 @@ public sealed class NodeKillRecoveryTests(ChatAppFixture app, ITestOutputHelper 
     [Fact]
     public async Task A_client_whose_node_is_killed_recovers_on_another_node_with_exactly_the_missed_messages_in_order()
     {
-        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(4));
-        var token = timeout.Token;
         var kills = int.TryParse(Environment.GetEnvironmentVariable("RECOVERY_KILLS"), NumberStyles.None, CultureInfo.InvariantCulture, out var k) && k > 0 ? k : 2;
+        using var timeout = new CancellationTokenSource(TimeSpan.FromMinutes(2 + kills));
+        var token = timeout.Token;
 
         // amy: the recovering client, through the balancer with automatic reconnect.
         var cookies = await ChatClients.PinToNodeAsync(app.BalancerUrl, app.NodeNames[0], cancellationToken: token);
