@@ -24,7 +24,11 @@ const retryDelaysMs = (context) => {
 //   signed-out | connecting | connected | reconnecting | recovered | not-recovered | disconnected
 // and whose text says it in words. Tests read both.
 
+// Every state the page went through, with its text and time (for tests and for a look from the dev tools).
+const stateHistory = [];
+
 function setState(state, text) {
+  stateHistory.push({ state, text, at: new Date().toISOString() });
   const el = $("state");
   el.dataset.state = state;
   el.textContent = text;
@@ -62,6 +66,7 @@ async function afterReconnectDefault(node) {
 window.chatPage = {
   showConnected, showReconnecting, showDisconnected, showRecovered, showNotRecovered,
   afterReconnect: afterReconnectDefault,
+  stateHistory,
   addMessage: (m) => addMessage(m),
   get connection() { return connection; },
 };
