@@ -7,9 +7,10 @@ namespace AppHost.Tests.Browser;
 
 /// <summary>
 /// The chat page in a real browser (headless Chromium) through the balancer of the real app: three pages on three
-/// nodes sign in through the page, join a room and see each other's messages; then one page's node is killed, and that
-/// page shows "reconnecting" and then is connected again on another node, as the same user, in the same room. Each
-/// step takes a screenshot of every page into <c>TestResults/browser/</c>.
+/// nodes sign in through the page, join a room and see each other's messages; then one page's node is killed while the
+/// others go on talking, and that page shows "reconnecting", then "recovered" on another node with the messages sent
+/// meanwhile (each once, in order), as the same user, in the same room. Each step takes a screenshot of every page into
+/// <c>TestResults/browser/</c>.
 /// </summary>
 /// <remarks>
 /// To add a step (e.g. "recovered, with the messages sent meanwhile"): the pages, the victim and the screenshot folder
@@ -39,7 +40,7 @@ public sealed class ChatPageBrowserTests(ChatAppFixture app) : IAsyncLifetime
     }
 
     [Fact]
-    public async Task Three_pages_on_three_nodes_chat_and_the_page_whose_node_is_killed_reconnects_to_another_node()
+    public async Task Three_pages_on_three_nodes_chat_and_the_page_whose_node_is_killed_recovers_on_another_node_with_what_it_missed()
     {
         // Step 1: three pages, each served by a different node (the balancer's round robin, then its affinity cookie).
         // The third is a phone: 320 px wide.
@@ -94,16 +95,36 @@ public sealed class ChatPageBrowserTests(ChatAppFixture app) : IAsyncLifetime
                 await AppFaults.KillAsync(app.App, victim, kill.Token);
             }
 
+            // While the page is away, the others go on talking in the room.
+            var missed = new[] { "while you were away 1", "while you were away 2", "while you were away 3" };
+            foreach (var line in missed)
+            {
+                await _pages[0].SendToRoomAsync(line);
+            }
+
             await victimPage.WaitForStateAsync(TimeSpan.FromSeconds(40), "reconnecting", "connected", "recovered", "not-recovered");
             await ScreenshotAllAsync(2, "node-killed");
             await victimPage.WaitForStateAsync(TimeSpan.FromSeconds(40), "connected", "recovered", "not-recovered");
-            await ScreenshotAllAsync(3, "reconnected");
+            await ScreenshotAllAsync(3, "recovered");
 
             var states = await victimPage.StatesAsync();
             var history = await victimPage.StateHistoryAsync();
             var reconnecting = Array.LastIndexOf(states, "reconnecting");
             Assert.True(reconnecting > 0, "the page never showed 'reconnecting': " + history);
-            Assert.Contains(states[(reconnecting + 1)..], s => s is "connected" or "recovered" or "not-recovered");
+            // Step 3: recovered on another node, with the messages sent meanwhile replayed: each once, in order.
+            Assert.True(states[^1] == "recovered", "the page did not end 'recovered': " + history);
+            var (_, recoveredText) = await victimPage.StateAsync();
+            Assert.Matches(@"^Recovered on chatnode-\d \(\d+ missed messages? replayed\)$", recoveredText);
+            var replayed = int.Parse(System.Text.RegularExpressions.Regex.Match(recoveredText, @"\((\d+) missed").Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture);
+            Assert.True(replayed >= missed.Length, $"{replayed} replayed, {missed.Length} sent while the page was away");
+            foreach (var line in missed)
+            {
+                await victimPage.WaitForMessageAsync(line, Delivery);
+            }
+            var lines = await victimPage.Page.Locator("#messages li.message").AllInnerTextsAsync();
+            var positions = missed.Select(t => lines.ToList().FindIndex(l => l.Contains(": " + t, StringComparison.Ordinal))).ToList();
+            // The list shows the newest first.
+            Assert.True(positions.SequenceEqual(positions.OrderDescending()), "missed messages out of order: " + string.Join(" | ", lines));
 
             var (_, text) = await victimPage.StateAsync();
             var newNode = app.NodeNames.Single(n => text.Contains(" on " + n, StringComparison.Ordinal));
