@@ -1,3 +1,4 @@
+using AppHost;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.Text.RegularExpressions;
@@ -13,10 +14,16 @@ using Xunit.Abstractions;
 namespace AppHost.Tests.Chaos;
 
 /// <summary>The app with a short stream (<c>RedisStreams__MaxLength=100</c> on every node), so that a node frozen
-/// for a moment falls behind trimming.</summary>
+/// for a moment falls behind trimming, and short-lived recovery sessions (10 s), so that one expires within a test.
+/// Shared by the classes of the <see cref="ShortStreamApp"/> collection.</summary>
 public sealed class ShortStreamAppFixture : ChatAppFixture
 {
     public const int MaxLength = 100;
+
+    public static readonly TimeSpan MaxDisconnection = TimeSpan.FromSeconds(10);
+
+    protected override IEnumerable<string> AppHostArgs() =>
+        [.. base.AppHostArgs(), $"{AppHostSettings.MaxDisconnectionKey}={MaxDisconnection:c}"];
 
     protected override void ConfigureBuilder(IDistributedApplicationTestingBuilder builder)
     {
@@ -30,7 +37,15 @@ public sealed class ShortStreamAppFixture : ChatAppFixture
 
 /// <summary>A node frozen (SIGSTOP) while another sends more than MaxLength: it must report the hole with its exact
 /// size, and go on delivering.</summary>
-public sealed partial class TrimmingGapTests(ShortStreamAppFixture app, ITestOutputHelper output) : IClassFixture<ShortStreamAppFixture>
+[CollectionDefinition(Name)]
+public sealed class ShortStreamApp : ICollectionFixture<ShortStreamAppFixture>
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "short stream app";
+}
+
+[Collection(ShortStreamApp.Name)]
+public sealed partial class TrimmingGapTests(ShortStreamAppFixture app, ITestOutputHelper output)
 {
     private static readonly TimeSpan Deadline = TimeSpan.FromMinutes(2);
 

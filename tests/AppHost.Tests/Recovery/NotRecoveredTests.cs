@@ -1,0 +1,149 @@
+using System.Globalization;
+using AppHost.Tests.Chaos;
+using AppHost.Tests.Infrastructure;
+using Aspire.Hosting.Testing;
+using Microsoft.AspNetCore.Http.Connections;
+using Microsoft.AspNetCore.SignalR.Client;
+using SignalR.RedisStreams.Client;
+using StackExchange.Redis;
+
+namespace AppHost.Tests.Recovery;
+
+/// <summary>
+/// The plain "not recovered" of connection-state recovery through the real app (MaxLength 100, sessions recoverable for
+/// 10 s): a session that expired, and a position trimmed from the stream. The client is told why, starts a fresh
+/// session, and live messages reach it.
+/// </summary>
+[Collection(ShortStreamApp.Name)]
+public sealed class NotRecoveredTests(ShortStreamAppFixture app)
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
+
+    [Fact]
+    public async Task A_client_back_after_its_session_expired_is_told_it_was_not_recovered_and_starts_fresh()
+    {
+        await using var client = await RecoveringChatClient.StartAsync(app.BalancerUrl, "eve");
+        var token = client.Session.SessionId!;
+
+        await client.DropAsync();
+        // Its node refreshes the session no more: it expires MaxDisconnection (plus at most one refresh period) later.
+        await Eventually.TrueAsync(async () => !await SessionExistsAsync(token), Wait, "eve's session to expire");
+        var outcome = await client.StartAgainAsync();
+
+        Assert.Equal(RecoveryStatus.NotRecovered, outcome.Status);
+        Assert.Equal("session unknown or expired", outcome.Reason);
+        Assert.NotEqual(token, client.Session.SessionId);
+        await client.AssertLiveAsync();
+    }
+
+    [Fact]
+    public async Task A_client_whose_position_was_trimmed_away_is_told_it_was_not_recovered_rather_than_given_a_hole()
+    {
+        await using var client = await RecoveringChatClient.StartAsync(app.BalancerUrl, "tom");
+        await using var sender = await ChatClients.ConnectToNodeAsync(app.BalancerUrl, app.NodeNames[0], "tim");
+        await sender.InvokeAsync("Send", "before");
+        await Eventually.TrueAsync(() => Task.FromResult(client.Texts.Contains("before")), Wait, "tom gets 'before'");
+
+        await client.DropAsync();
+        // Six times MaxLength while tom is away: his position is trimmed from the stream.
+        for (var i = 0; i < 6 * ShortStreamAppFixture.MaxLength; i++)
+        {
+            await sender.InvokeAsync("Send", "while away " + i.ToString(CultureInfo.InvariantCulture));
+        }
+        var outcome = await client.StartAgainAsync();
+
+        Assert.Equal(RecoveryStatus.NotRecovered, outcome.Status);
+        Assert.Equal("messages after the position were trimmed from the stream", outcome.Reason);
+        Assert.DoesNotContain(client.Texts, t => t.StartsWith("while away", StringComparison.Ordinal));
+        await client.AssertLiveAsync();
+    }
+
+    private async Task<bool> SessionExistsAsync(string token)
+    {
+        var connectionString = await app.App.GetConnectionStringAsync(AppFaults.Redis)
+            ?? throw new InvalidOperationException("redis has no connection string.");
+        await using var redis = await ConnectionMultiplexer.ConnectAsync(connectionString);
+        return await redis.GetDatabase().KeyExistsAsync("signalr:session:" + token);
+    }
+
+    /// <summary>A signed-in chat client with a recovery session, through the balancer; it can drop its connection and
+    /// start a new one with the same session.</summary>
+    private sealed class RecoveringChatClient : IAsyncDisposable
+    {
+        private readonly Uri _balancer;
+        private readonly System.Net.CookieContainer _cookies;
+        private readonly List<string> _texts = [];
+        private HubConnection? _connection;
+
+        private RecoveringChatClient(Uri balancer, System.Net.CookieContainer cookies)
+        {
+            _balancer = balancer;
+            _cookies = cookies;
+        }
+
+        public RecoverySession Session { get; } = new();
+
+        public IReadOnlyList<string> Texts
+        {
+            get
+            {
+                lock (_texts)
+                {
+                    return [.. _texts];
+                }
+            }
+        }
+
+        public static async Task<RecoveringChatClient> StartAsync(Uri balancer, string user)
+        {
+            var cookies = new System.Net.CookieContainer();
+            await ChatClients.SignInAsync(balancer, cookies, user);
+            var client = new RecoveringChatClient(balancer, cookies);
+            var first = await client.StartAgainAsync();
+            Assert.Equal(RecoveryStatus.New, first.Status);
+            return client;
+        }
+
+        public async Task<RecoveryOutcome> StartAgainAsync()
+        {
+            var before = Session.LastOutcome;
+            var builder = new HubConnectionBuilder()
+                .WithUrl(new Uri(_balancer, ChatClients.HubPath), HttpTransportType.WebSockets, o => o.Cookies = _cookies);
+            Session.Configure(builder);
+            _connection = builder.Build();
+            Session.Attach(_connection);
+            Session.On<ChatMessageDto>(_connection, "message", m =>
+            {
+                lock (_texts)
+                {
+                    _texts.Add(m.Text);
+                }
+            });
+            await _connection.StartAsync();
+            await Eventually.TrueAsync(() => Task.FromResult(!ReferenceEquals(Session.LastOutcome, before)), Wait, "the server's word on the session");
+            return Session.LastOutcome!;
+        }
+
+        public async Task DropAsync()
+        {
+            await _connection!.DisposeAsync();
+            _connection = null;
+        }
+
+        /// <summary>A message to everyone, sent by the client itself, comes back to it.</summary>
+        public async Task AssertLiveAsync()
+        {
+            var text = "live " + Guid.NewGuid().ToString("N");
+            await _connection!.InvokeAsync("Send", text);
+            await Eventually.TrueAsync(() => Task.FromResult(Texts.Contains(text)), Wait, "a live message after starting fresh");
+        }
+
+        public async ValueTask DisposeAsync()
+        {
+            if (_connection is not null)
+            {
+                await _connection.DisposeAsync();
+            }
+        }
+    }
+}
