@@ -89,7 +89,9 @@ internal sealed partial class PresenceRefresher(PresenceStore presence, ILogger<
             {
                 await presence.RefreshAsync();
             }
-            catch (RedisException ex)
+            // Any failure (RedisConnectionException, RedisTimeoutException, which is a TimeoutException, …) waits for the
+            // next tick: an exception out of a BackgroundService stops the whole host.
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 RefreshFailed(logger, ex);
             }
