@@ -8,7 +8,7 @@ namespace ChatNode.Presence;
 /// (<c>node|connectionId|user</c>), scored by the time its node last vouched for it. Each node adds its connections
 /// when they connect, removes them when they leave, and refreshes their scores every <see cref="RefreshInterval"/>;
 /// a member older than <see cref="Lifetime"/> belongs to a node that died without a goodbye and is dropped. Redis
-/// commands: ZADD, ZREM, ZRANGE … BYSCORE, ZREMRANGEBYSCORE.
+/// commands: ZADD, ZREM, ZRANGEBYSCORE, ZREMRANGEBYSCORE.
 /// </summary>
 internal sealed class PresenceStore(IConnectionMultiplexer redis, ChatKeys keys, ChatNodeIdentity node, TimeProvider time)
 {
