@@ -8,7 +8,7 @@ namespace ChatNode.Presence;
 /// (<c>node|connectionId|user</c>), scored by the time its node last vouched for it. Each node adds its connections
 /// when they connect, removes them when they leave, and refreshes their scores every <see cref="RefreshInterval"/>;
 /// a member older than <see cref="Lifetime"/> belongs to a node that died without a goodbye and is dropped. Redis
-/// commands: ZADD, ZREM, ZRANGE … BYSCORE, ZREMRANGEBYSCORE.
+/// commands: ZADD, ZREM, ZRANGEBYSCORE, ZREMRANGEBYSCORE.
 /// </summary>
 internal sealed class PresenceStore(IConnectionMultiplexer redis, ChatKeys keys, ChatNodeIdentity node, TimeProvider time)
 {
@@ -89,7 +89,9 @@ internal sealed partial class PresenceRefresher(PresenceStore presence, ILogger<
             {
                 await presence.RefreshAsync();
             }
-            catch (RedisException ex)
+            // Any failure (RedisConnectionException, RedisTimeoutException, which is a TimeoutException, …) waits for the
+            // next tick: an exception out of a BackgroundService stops the whole host.
+            catch (Exception ex) when (!stoppingToken.IsCancellationRequested)
             {
                 RefreshFailed(logger, ex);
             }
