@@ -142,6 +142,27 @@ public sealed class RedisServer : IAsyncDisposable
         await StartProcessAsync();
     }
 
+    /// <summary>Kills the server with SIGKILL, deletes its data files (as a crash of a Redis without persistence would
+    /// leave it), waits <paramref name="downTime"/>, and starts it again on the same port, empty.</summary>
+    public async Task RestartEmptyAsync(TimeSpan downTime)
+    {
+        await KillAsync();
+        foreach (var entry in _dataDirectory.EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo directory)
+            {
+                directory.Delete(recursive: true);
+            }
+            else
+            {
+                entry.Delete();
+            }
+        }
+
+        await Task.Delay(downTime);
+        await StartProcessAsync();
+    }
+
     /// <summary>Freezes the server with SIGSTOP: connections stay open but nothing is answered.</summary>
     public void Pause()
     {
