@@ -41,6 +41,7 @@ internal sealed class StreamReadLoop
     private long _lastReadOk;
     private long _lastReadLagMs;
     private long _entriesBehind;
+    private bool _rightsChecked;
 
     public StreamReadLoop(
         NodeContext node, RedisEpoch epoch, Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase,
@@ -86,6 +87,12 @@ internal sealed class StreamReadLoop
         {
             try
             {
+                if (!_rightsChecked)
+                {
+                    // Before anything else: a user without the rights the backplane needs fails the start, clearly.
+                    await PermissionCheck.RunAsync(_commandDatabase(), _node.Keys, _node.Options);
+                    _rightsChecked = true;
+                }
                 if (readerEpoch is null || attempt > 0)
                 {
                     // First start, or after an error: is this still the Redis (and stream) we were reading?
@@ -128,6 +135,14 @@ internal sealed class StreamReadLoop
                 {
                     await ProcessAsync(result, count);
                 }
+            }
+            catch (InvalidOperationException ex) when (PermissionCheck.IsMissingRights(ex))
+            {
+                // Retrying cannot help: the host's start fails with this (or, if it already started while Redis was
+                // unreachable, the node stays unpositioned and unhealthy, and says why).
+                Log.MissingRights(_node.Logger, ex);
+                _firstAttempt.TrySetException(ex);
+                return;
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {

@@ -67,4 +67,7 @@ internal static partial class Log
 
     [LoggerMessage(21, LogLevel.Warning, "A connection was refused: the stream could not be read within {Timeout} (RedisStreamsOptions.PublishTimeout).")]
     public static partial void ConnectionRefused(ILogger logger, TimeSpan timeout);
+
+    [LoggerMessage(22, LogLevel.Critical, "The backplane cannot run with this Redis user; it will not read or publish.")]
+    public static partial void MissingRights(ILogger logger, Exception exception);
 }
