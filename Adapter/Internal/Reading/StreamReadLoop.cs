@@ -297,6 +297,11 @@ internal sealed class StreamReadLoop
                 _node.Instruments.Received.Add(1);
             }
 
+            if (entry.Sequence > sequences.Last(entry.Node) + 1 && await IsForgedAsync(id, stream, entry, inbox))
+            {
+                continue;
+            }
+
             _senderHeard(entry.Node);
             if (entry.Sequence > 0)
             {
@@ -313,6 +318,34 @@ internal sealed class StreamReadLoop
             }
             await _handle(id, entry);
         }
+    }
+
+    /// <summary>An entry that skips sequence numbers of its sender is either a gap (trimming, data lost by Redis) or
+    /// was written by something other than the backplane's append script, which records every number it gives a
+    /// sender in the stream's sequence hash in the same atomic step. A number above the one recorded there was never
+    /// given: accepting it would make this node drop that sender's real packets up to it as duplicates. Checked only
+    /// when numbers are skipped (rare), and not at all when Redis cannot be asked.</summary>
+    private async Task<bool> IsForgedAsync(string id, string stream, StreamEntry entry, bool inbox)
+    {
+        long known;
+        try
+        {
+            var key = inbox ? _node.Keys.InboxSequences(_node.NodeId) : _node.Keys.Sequences;
+            known = (long?)await _commandDatabase().HashGetAsync(key, entry.Node) ?? 0;
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidCastException)
+        {
+            return false;
+        }
+
+        if (entry.Sequence <= known)
+        {
+            return false;
+        }
+
+        _node.Instruments.Forged.Add(1);
+        Log.ForgedEntry(_node.Logger, id, stream, entry.Sequence, entry.Node, known);
+        return true;
     }
 
     private void RecordLag(string id)

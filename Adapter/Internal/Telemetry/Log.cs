@@ -70,4 +70,10 @@ internal static partial class Log
 
     [LoggerMessage(22, LogLevel.Critical, "The backplane cannot run with this Redis user; it will not read or publish.")]
     public static partial void MissingRights(ILogger logger, Exception exception);
+
+    [LoggerMessage(23, LogLevel.Warning, "Skipped entry {EntryId} in stream '{Stream}': it claims sequence {Sequence} of node {Sender}, but Redis gave that node only up to {Known}; it was not appended by the backplane.")]
+    public static partial void ForgedEntry(ILogger logger, string entryId, string stream, long sequence, string sender, long known);
+
+    [LoggerMessage(24, LogLevel.Warning, "Skipping entries for hub '{Hub}', which this node does not serve (counted in signalr.redis_streams.unknown_hub; logged once per hub).")]
+    public static partial void UnknownHub(ILogger logger, string hub);
 }
