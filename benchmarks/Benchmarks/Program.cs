@@ -15,7 +15,7 @@ namespace Benchmarks;
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick] | soak [--minutes 30]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick] | soak [--minutes 30] | outage-memory [--minutes 10]";
 
     public static async Task<int> Main(string[] args)
     {
@@ -29,6 +29,11 @@ internal static class Program
         if (scenario == "soak")
         {
             return await SoakAsync(args);
+        }
+
+        if (scenario == "outage-memory")
+        {
+            return await OutageMemoryAsync(args);
         }
 
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
@@ -130,13 +135,43 @@ internal static class Program
         return 0;
     }
 
-    private static async Task<int> SoakAsync(string[] args)
+    private static double? Minutes(string[] args, double fallback)
     {
-        var minutes = 30.0;
+        var minutes = fallback;
         var at = Array.FindIndex(args, a => a.Equals("--minutes", StringComparison.OrdinalIgnoreCase));
         if (at >= 0 && (at + 1 >= args.Length || !double.TryParse(args[at + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out minutes) || minutes is <= 0 or > 24 * 60))
         {
             Console.Error.WriteLine("--minutes must be a number of minutes between 0 and 1440.");
+            return null;
+        }
+
+        return minutes;
+    }
+
+    private static async Task<int> OutageMemoryAsync(string[] args)
+    {
+        if (Minutes(args, 10) is not { } minutes)
+        {
+            return 2;
+        }
+
+        var logDirectory = Directory.CreateTempSubdirectory("signalr-outage-memory-logs-");
+        using var log = new LogSink(Path.Combine(logDirectory.FullName, "outage-memory.log"));
+        Console.WriteLine($"node logs: {log.Path}");
+        var loadAtStart = LoadAverage();
+        var (markdown, ok) = await OutageMemoryScenario.RunAsync(TimeSpan.FromMinutes(minutes), log);
+        markdown = $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; code: {GitState()}; load average {loadAtStart} at the start, {LoadAverage()} at the end" +
+                   Environment.NewLine + Environment.NewLine + markdown;
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        await File.WriteAllTextAsync(Path.Combine(logDirectory.FullName, "outage-memory.md"), markdown);
+        return ok ? 0 : 1;
+    }
+
+    private static async Task<int> SoakAsync(string[] args)
+    {
+        if (Minutes(args, 30) is not { } minutes)
+        {
             return 2;
         }
 

@@ -55,7 +55,10 @@ internal sealed partial class NodeProcess : IAsyncDisposable
 
     public bool HasExited => _process.HasExited;
 
-    public static async Task<NodeProcess> StartAsync(int index, int incarnation, string redis, int maxLength, int lifetimeMinutes, LogSink log)
+    /// <summary>The last <c>LOAD</c> line of a node running a load sender, or "".</summary>
+    public string LastLoad { get; private set; } = "";
+
+    public static async Task<NodeProcess> StartAsync(int index, int incarnation, string redis, int maxLength, int lifetimeMinutes, LogSink log, params string[] extra)
     {
         var startInfo = new ProcessStartInfo(DotnetHost())
         {
@@ -64,11 +67,12 @@ internal sealed partial class NodeProcess : IAsyncDisposable
             RedirectStandardError = true,
             UseShellExecute = false,
         };
-        foreach (var arg in new[]
-        {
+        string[] arguments =
+        [
             typeof(SoakNode).Assembly.Location, "soak-node", redis,
-            maxLength.ToString(CultureInfo.InvariantCulture), lifetimeMinutes.ToString(CultureInfo.InvariantCulture),
-        })
+            maxLength.ToString(CultureInfo.InvariantCulture), lifetimeMinutes.ToString(CultureInfo.InvariantCulture), .. extra,
+        ];
+        foreach (var arg in arguments)
         {
             startInfo.ArgumentList.Add(arg);
         }
@@ -114,16 +118,21 @@ internal sealed partial class NodeProcess : IAsyncDisposable
         }
     }
 
+    /// <summary>VmRSS of this process now, in bytes (0 when gone).</summary>
+    public long CurrentMemory => ResidentBytes(_process.Id, "VmRSS:");
+
     /// <summary>VmHWM of a process in bytes, 0 if it cannot be read (the process is gone).</summary>
-    public static long PeakResidentBytes(int pid)
+    public static long PeakResidentBytes(int pid) => ResidentBytes(pid, "VmHWM:");
+
+    private static long ResidentBytes(int pid, string field)
     {
         try
         {
             foreach (var line in File.ReadLines($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/status"))
             {
-                if (line.StartsWith("VmHWM:", StringComparison.Ordinal))
+                if (line.StartsWith(field, StringComparison.Ordinal))
                 {
-                    var kb = line["VmHWM:".Length..].Trim().Split(' ')[0];
+                    var kb = line[field.Length..].Trim().Split(' ')[0];
                     return long.Parse(kb, CultureInfo.InvariantCulture) * 1024;
                 }
             }
@@ -216,6 +225,12 @@ internal sealed partial class NodeProcess : IAsyncDisposable
                 Interlocked.Exchange(ref _peakOutbox, peak);
             }
 
+            return;
+        }
+
+        if (line.StartsWith("LOAD ", StringComparison.Ordinal))
+        {
+            LastLoad = line;
             return;
         }
 

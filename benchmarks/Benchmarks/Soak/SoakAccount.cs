@@ -69,6 +69,9 @@ internal sealed class SoakAccount
 
     public AccountRow Total { get; } = new();
 
+    /// <summary>The first reordered arrivals, described (receiver, sender, numbers, kinds).</summary>
+    public List<string> ReorderExamples { get; } = [];
+
     /// <summary>Per node incarnation, the distinct messages its clients missed in a reported gap.</summary>
     public Dictionary<NodeProcess, HashSet<long>> MissedByNode { get; } = [];
 
@@ -147,6 +150,14 @@ internal sealed class SoakAccount
                 if (highest.TryGetValue(sender, out var max) && seq < max)
                 {
                     rows.ForEach(r => r.Reordered++);
+                    if (account.ReorderExamples.Count < 20)
+                    {
+                        var late = byKey.GetValueOrDefault(key);
+                        var early = byKey.GetValueOrDefault(SoakClient.Key(sender, max));
+                        account.ReorderExamples.Add(
+                            $"client {client.Id} on node {client.Node.Index}.{client.Node.Incarnation} got #{seq} ({late?.Kind}, sender on node {late?.SenderNode}) " +
+                            $"after #{max} ({early?.Kind}) from client {sender}; sent {(early is null || late is null ? "?" : ((early.Start - late.Start) * 1000.0 / Stopwatch.Frequency).ToString("0", System.Globalization.CultureInfo.InvariantCulture))} ms apart");
+                    }
                 }
                 else
                 {

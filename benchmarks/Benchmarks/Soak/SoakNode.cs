@@ -61,6 +61,9 @@ internal static class SoakNode
         }
 
         var redis = args[1];
+        // Optional key=value arguments: outbox=<OutboxCapacity>, timeout=<PublishTimeout s>, load=<sends per second>,
+        // inflight=<most sends in flight> (a sender inside the node, for the outage-memory run).
+        var extra = args.Skip(4).Select(a => a.Split('=', 2)).Where(p => p.Length == 2).ToDictionary(p => p[0], p => int.Parse(p[1], CultureInfo.InvariantCulture), StringComparer.Ordinal);
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
@@ -74,6 +77,15 @@ internal static class SoakNode
             o.StreamName = StreamName;
             o.KeyPrefix = KeyPrefix;
             o.MaxLength = maxLength;
+            if (extra.TryGetValue("outbox", out var outbox))
+            {
+                o.OutboxCapacity = outbox;
+            }
+
+            if (extra.TryGetValue("timeout", out var timeout))
+            {
+                o.PublishTimeout = TimeSpan.FromSeconds(timeout);
+            }
         });
 
         await using var app = builder.Build();
@@ -102,6 +114,9 @@ internal static class SoakNode
         });
         listener.Start();
 
+        var load = extra.TryGetValue("load", out var rate) ? new LoadSender(app.Services.GetRequiredService<IHubContext<SoakHub>>(), rate, extra.GetValueOrDefault("inflight", 20_000)) : null;
+        var loadTask = load?.RunAsync(lifetime.Token) ?? Task.CompletedTask;
+
         // The parent closing our stdin (or dying) ends the node.
         var stdinClosed = Task.Run(() =>
         {
@@ -120,6 +135,10 @@ internal static class SoakNode
                 if (++ticks % 10 == 0)
                 {
                     Console.Out.WriteLine("OUTBOX " + Interlocked.Read(ref peak).ToString(CultureInfo.InvariantCulture));
+                    if (load is not null)
+                    {
+                        Console.Out.WriteLine(load.Describe());
+                    }
                 }
             }
         }
@@ -131,6 +150,76 @@ internal static class SoakNode
         using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(10));
         await app.StopAsync(stop.Token);
         return 0;
+    }
+
+    /// <summary>Sends numbered messages to All from inside the node (sender 0) at a fixed rate, with at most a given
+    /// number in flight: a send blocked by a full outbox counts as waiting, one that fails with
+    /// <see cref="RedisStreamsPublishException"/> as refused.</summary>
+    private sealed class LoadSender(IHubContext<SoakHub> hub, int rate, int maxInFlight)
+    {
+        private long _issued;
+        private long _completed;
+        private long _refused;
+        private long _otherErrors;
+        private long _lastCompleted;
+
+        public string Describe() => string.Create(CultureInfo.InvariantCulture,
+            $"LOAD issued={Interlocked.Read(ref _issued)} completed={Interlocked.Read(ref _completed)} refused={Interlocked.Read(ref _refused)} " +
+            $"other={Interlocked.Read(ref _otherErrors)} lastcompleted={Interlocked.Read(ref _lastCompleted)}");
+
+        public async Task RunAsync(CancellationToken stop)
+        {
+            using var window = new SemaphoreSlim(maxInFlight, maxInFlight);
+            using var timer = new PeriodicTimer(TimeSpan.FromMilliseconds(10));
+            var perTick = Math.Max(1, rate / 100);
+            long seq = 0;
+            try
+            {
+                while (await timer.WaitForNextTickAsync(stop))
+                {
+                    for (var i = 0; i < perTick && window.CurrentCount > 0; i++)
+                    {
+                        await window.WaitAsync(stop);
+                        var number = ++seq;
+                        Interlocked.Increment(ref _issued);
+                        _ = SendAsync(number, window);
+                    }
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Lifetime over.
+            }
+        }
+
+        private async Task SendAsync(long seq, SemaphoreSlim window)
+        {
+            try
+            {
+                await hub.Clients.All.SendAsync(Message, 0, seq);
+                Interlocked.Increment(ref _completed);
+                Interlocked.Exchange(ref _lastCompleted, seq);
+            }
+            catch (RedisStreamsPublishException)
+            {
+                Interlocked.Increment(ref _refused);
+            }
+            catch (Exception ex) when (ex is not OutOfMemoryException)
+            {
+                Interlocked.Increment(ref _otherErrors);
+            }
+            finally
+            {
+                try
+                {
+                    window.Release();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The node is stopping.
+                }
+            }
+        }
     }
 
     private sealed class StdoutLoggerProvider : ILoggerProvider
