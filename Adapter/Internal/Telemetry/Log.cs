@@ -32,8 +32,8 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Information, "Node {Node} is gone ({Reason}).")]
     public static partial void NodeGone(ILogger logger, string node, string reason);
 
-    [LoggerMessage(10, LogLevel.Warning, "A {Kind} packet waited {Timeout} without being published and was dropped from the outbox; its sender got an exception.")]
-    public static partial void PublishTimedOut(ILogger logger, EntryKind kind, TimeSpan timeout);
+    [LoggerMessage(10, LogLevel.Warning, "{Count} packet(s), the last a {Kind}, waited {Timeout} without being published and were dropped from the outbox; their senders got an exception (at most one such line a second).")]
+    public static partial void PublishTimedOut(ILogger logger, long count, EntryKind kind, TimeSpan timeout);
 
     [LoggerMessage(11, LogLevel.Warning, "Writing to connection {ConnectionId} failed.")]
     public static partial void WriteFailed(ILogger logger, Exception exception, string connectionId);
