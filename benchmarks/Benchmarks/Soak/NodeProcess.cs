@@ -9,7 +9,11 @@ using Benchmarks.Infrastructure;
 namespace Benchmarks.Soak;
 
 /// <summary>A gap a node reported: when the soak read the line, how many packets, from which backplane node.</summary>
-internal sealed record GapReport(long At, long Missing, string SenderNode);
+internal sealed record GapReport(long At, long Missing, string SenderNode, string Stream)
+{
+    /// <summary>True for a gap in a node's inbox (direct messages), false for the shared stream.</summary>
+    public bool InInbox => Stream.Contains(":node:", StringComparison.Ordinal);
+}
 
 /// <summary>
 /// One incarnation of a soak node: a child process running <see cref="SoakNode"/>. Reads its stdout (address, backplane
@@ -243,7 +247,7 @@ internal sealed partial class NodeProcess : IAsyncDisposable
         var gap = GapLine().Match(line);
         if (gap.Success)
         {
-            Gaps.Enqueue(new GapReport(Stopwatch.GetTimestamp(), long.Parse(gap.Groups[1].Value, CultureInfo.InvariantCulture), gap.Groups[2].Value));
+            Gaps.Enqueue(new GapReport(Stopwatch.GetTimestamp(), long.Parse(gap.Groups[1].Value, CultureInfo.InvariantCulture), gap.Groups[2].Value, gap.Groups[3].Value));
         }
 
         _log.Note($"node{Index}.{Incarnation}: {line}");
@@ -275,6 +279,6 @@ internal sealed partial class NodeProcess : IAsyncDisposable
     [GeneratedRegex(@"Redis Streams backplane node (\w+) starting")]
     private static partial Regex StartingLine();
 
-    [GeneratedRegex(@"Gap: (\d+) entries from node (\w+)")]
+    [GeneratedRegex(@"Gap: (\d+) entries from node (\w+) in stream '([^']+)'")]
     private static partial Regex GapLine();
 }

@@ -56,7 +56,8 @@ internal sealed class AccountRow
 /// its room before the send began and it is addressed to it (All; its room; its user; its connection). A receiver whose
 /// node was killed must have every such message up to the last one it got from that sender (its tail, in flight when
 /// the node died, is not promised). A message a live receiver lacks counts as <em>lost</em>, unless the receiver's node
-/// reported a gap from the sender's node after the send (trimming past a slow reader, or entries Redis lost beyond the
+/// reported a gap from the sender's node, in the stream the message took (its inbox for a direct message, the shared
+/// stream otherwise), after the send (trimming past a slow reader, or entries Redis lost beyond the
 /// replay window): then it is <em>missed in a reported gap</em>, which the backplane promises to report, not to recover.
 /// Each message is counted in the row of every fault kind active when it was sent (from a second before the fault
 /// began to <see cref="Aftermath"/> after it ended), or in "no fault" when none was.
@@ -190,7 +191,7 @@ internal sealed class SoakAccount
                 {
                     rows.ForEach(r => r.Delivered++);
                 }
-                else if (client.Node.Gaps.Any(g => g.SenderNode == message.SenderBackplaneId && g.At >= message.Start))
+                else if (client.Node.Gaps.Any(g => g.SenderNode == message.SenderBackplaneId && g.At >= message.Start && g.InInbox == (message.Kind == SendKind.Direct)))
                 {
                     rows.ForEach(r => r.MissedInReportedGap++);
                     if (!account.MissedByNode.TryGetValue(client.Node, out var missed))
