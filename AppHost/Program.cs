@@ -51,9 +51,22 @@ for (var i = 1; i <= nodeCount; i++)
         .WithHttpHealthCheck("/health")
         .WithEnvironment("CHATNODE_NAME", name)
         .WithEnvironment("RedisStreams__ConnectionStateRecovery", recovery ? "true" : "false")
-        .WithReference(redis)
         .WaitFor(redis)
         .WithKillCommand();
+    if (redis.Resource is RedisServerResource local)
+    {
+        // The local redis-server: the nodes connect as their least-privilege ACL user (ChatRedisAcl), not the default user.
+        node.WithEnvironment("ConnectionStrings__" + AppHostSettings.RedisResourceName, local.ChatConnectionStringExpression);
+        if (local.Tls is { } tls)
+        {
+            // Redis over TLS: the nodes trust the run's certificate authority for Redis only.
+            node.WithEnvironment("Redis__CaCertificate", tls.CaCertificate);
+        }
+    }
+    else
+    {
+        node.WithReference(redis);
+    }
 
     if (!string.IsNullOrEmpty(maxDisconnection))
     {

@@ -6,7 +6,15 @@ using ChatNode.Presence;
 var builder = WebApplication.CreateBuilder(args);
 
 builder.AddServiceDefaults();
-builder.AddRedisClient("redis");
+// Redis over TLS (the AppHost's Redis:Tls=true): trust the certificate authority it made for Redis, for Redis only.
+var redisCa = builder.Configuration["Redis:CaCertificate"];
+builder.AddRedisClient("redis", configureOptions: options =>
+{
+    if (!string.IsNullOrEmpty(redisCa))
+    {
+        options.TrustIssuer(redisCa);
+    }
+});
 
 var keys = ChatKeys.FromConfiguration(builder.Configuration);
 builder.Services.AddSingleton(keys);
@@ -27,7 +35,18 @@ builder.Services.AddSignalR()
     .AddMessagePackProtocol()
     // The backplane (Adapter/), on the IConnectionMultiplexer that AddRedisClient registered; options from the
     // "RedisStreams" configuration section (e.g. RedisStreams__MaxLength=5000 in the environment).
-    .AddRedisStreams(options => builder.Configuration.GetSection("RedisStreams").Bind(options));
+    .AddRedisStreams(options =>
+    {
+        builder.Configuration.GetSection("RedisStreams").Bind(options);
+        if (!string.IsNullOrEmpty(redisCa))
+        {
+            // The backplane's own connections, with the same trust (a connection string alone cannot carry it).
+            var configuration = StackExchange.Redis.ConfigurationOptions.Parse(builder.Configuration.GetConnectionString("redis")
+                ?? throw new InvalidOperationException("Redis:CaCertificate is set but ConnectionStrings:redis is not."));
+            configuration.TrustIssuer(redisCa);
+            options.Configuration = configuration;
+        }
+    });
 
 var app = builder.Build();
 var node = app.Services.GetRequiredService<ChatNodeIdentity>();

@@ -12,14 +12,14 @@ namespace AppHost.Redis;
 internal sealed class RedisCommandClient : IAsyncDisposable
 {
     private readonly TcpClient _client;
-    private readonly NetworkStream _stream;
+    private readonly Stream _stream;
     private readonly byte[] _buffer = new byte[4096];
     private readonly StringBuilder _pending = new();
 
-    private RedisCommandClient(TcpClient client)
+    private RedisCommandClient(TcpClient client, Stream stream)
     {
         _client = client;
-        _stream = client.GetStream();
+        _stream = stream;
     }
 
     /// <summary>Connects and sends <c>AUTH</c>; throws <see cref="RedisCommandException"/> when Redis refuses it.</summary>
@@ -43,7 +43,25 @@ internal sealed class RedisCommandClient : IAsyncDisposable
             throw;
         }
 
-        var client = new RedisCommandClient(tcp);
+        Stream stream = tcp.GetStream();
+        if (resource.Tls is { } tls)
+        {
+            var ssl = new System.Net.Security.SslStream(stream, leaveInnerStreamOpen: false, (_, certificate, _, errors) => tls.Validate(certificate, errors));
+            try
+            {
+                await ssl.AuthenticateAsClientAsync(new System.Net.Security.SslClientAuthenticationOptions { TargetHost = "localhost" }, cancellationToken);
+            }
+            catch
+            {
+                await ssl.DisposeAsync();
+                tcp.Dispose();
+                throw;
+            }
+
+            stream = ssl;
+        }
+
+        var client = new RedisCommandClient(tcp, stream);
         try
         {
             var auth = await client.ExecuteAsync(cancellationToken, "AUTH", password);

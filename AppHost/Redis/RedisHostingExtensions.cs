@@ -27,6 +27,10 @@ public static class RedisHostingExtensions
     /// <summary>Configuration key of the persistence mode.</summary>
     public const string PersistenceKey = "Redis:Persistence";
 
+    /// <summary>Configuration key of TLS: <c>true</c> makes the local redis-server listen with TLS only, on a
+    /// certificate made for the run (<see cref="RedisTlsFiles"/>); default <c>false</c>.</summary>
+    public const string TlsKey = "Redis:Tls";
+
     /// <summary>Folder (under the AppHost's directory) holding one data directory per AppHost run.</summary>
     public const string DataFolderName = ".redis-data";
 
@@ -45,11 +49,23 @@ public static class RedisHostingExtensions
             throw new RedisHostingException($"{PersistenceKey} must be 'aof' or 'none', not '{persistence}'.");
         }
 
+        var tlsText = (builder.Configuration[TlsKey] ?? "false").Trim().ToLowerInvariant();
+        if (tlsText is not ("true" or "false"))
+        {
+            throw new RedisHostingException($"{TlsKey} must be 'true' or 'false', not '{tlsText}'.");
+        }
+
+        var tls = tlsText == "true";
+        if (tls && mode == "container")
+        {
+            throw new RedisHostingException($"{TlsKey}=true needs the local redis-server ({ModeKey}=executable or auto without a container runtime).");
+        }
+
         var runtime = builder.Configuration["ASPIRE_CONTAINER_RUNTIME"] ?? "docker";
         switch (mode)
         {
             case "executable":
-                return builder.AddRedisServer(name, persistence);
+                return builder.AddRedisServer(name, persistence, tls);
             case "container":
                 if (!ContainerRuntimeProbe.IsAvailable(runtime, TimeSpan.FromSeconds(5)))
                 {
@@ -59,9 +75,9 @@ public static class RedisHostingExtensions
 
                 return builder.AddRedisContainer(name, persistence);
             case "auto":
-                return ContainerRuntimeProbe.IsAvailable(runtime, TimeSpan.FromSeconds(5))
+                return !tls && ContainerRuntimeProbe.IsAvailable(runtime, TimeSpan.FromSeconds(5))
                     ? builder.AddRedisContainer(name, persistence)
-                    : builder.AddRedisServer(name, persistence);
+                    : builder.AddRedisServer(name, persistence, tls);
             default:
                 throw new RedisHostingException($"{ModeKey} must be 'auto', 'executable' or 'container', not '{mode}'.");
         }
@@ -77,14 +93,19 @@ public static class RedisHostingExtensions
     }
 
     private static IResourceBuilder<IResourceWithConnectionString> AddRedisServer(
-        this IDistributedApplicationBuilder builder, string name, string persistence)
+        this IDistributedApplicationBuilder builder, string name, string persistence, bool tls)
     {
         var command = ContainerRuntimeProbe.FindOnPath("redis-server")
             ?? throw new RedisHostingException($"Redis is needed, but there is no container runtime and no `redis-server` on PATH. {InstallHint}");
 
         var dataDirectory = CreateDataDirectory(builder.AppHostDirectory);
         var password = ParameterResourceBuilderExtensions.CreateDefaultPasswordParameter(builder, $"{name}-password", special: false);
-        var resource = new RedisServerResource(name, command, dataDirectory, password);
+        var chatPassword = ParameterResourceBuilderExtensions.CreateDefaultPasswordParameter(builder, $"{name}-chatnode-password", special: false);
+        var resource = new RedisServerResource(name, command, dataDirectory, password, chatPassword)
+        {
+            // Next to the data directory, not in it: "Restart empty" deletes everything in the data directory.
+            Tls = tls ? RedisTlsFiles.Create(Directory.CreateDirectory(dataDirectory + "-tls").FullName) : null,
+        };
 
         var healthCheckKey = $"{name}_ping";
         builder.Services.AddHealthChecks().Add(new HealthCheckRegistration(
@@ -94,12 +115,41 @@ public static class RedisHostingExtensions
             .WithEndpoint(name: RedisServerResource.PrimaryEndpointName, scheme: "tcp")
             .WithArgs(context =>
             {
-                context.Args.Add("--port");
-                context.Args.Add(resource.PrimaryEndpoint.Property(EndpointProperty.TargetPort));
+                if (resource.Tls is { } files)
+                {
+                    // TLS only: no plain-text port at all.
+                    context.Args.Add("--port");
+                    context.Args.Add("0");
+                    context.Args.Add("--tls-port");
+                    context.Args.Add(resource.PrimaryEndpoint.Property(EndpointProperty.TargetPort));
+                    context.Args.Add("--tls-cert-file");
+                    context.Args.Add(files.Certificate);
+                    context.Args.Add("--tls-key-file");
+                    context.Args.Add(files.Key);
+                    context.Args.Add("--tls-ca-cert-file");
+                    context.Args.Add(files.CaCertificate);
+                    context.Args.Add("--tls-auth-clients");
+                    context.Args.Add("no");
+                }
+                else
+                {
+                    context.Args.Add("--port");
+                    context.Args.Add(resource.PrimaryEndpoint.Property(EndpointProperty.TargetPort));
+                }
                 context.Args.Add("--bind");
                 context.Args.Add("127.0.0.1");
                 context.Args.Add("--requirepass");
                 context.Args.Add(resource.PasswordParameter);
+                // The chat nodes' user: only the backplane's commands on its keys (ChatRedisAcl).
+                context.Args.Add("--user");
+                context.Args.Add(ChatRedisAcl.UserName);
+                context.Args.Add("reset");
+                context.Args.Add("on");
+                context.Args.Add(ReferenceExpression.Create($">{resource.ChatPasswordParameter}"));
+                foreach (var rule in ChatRedisAcl.Rules.Split(' ', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    context.Args.Add(rule);
+                }
                 context.Args.Add("--dir");
                 context.Args.Add(dataDirectory);
                 if (persistence == "aof")

@@ -4,20 +4,38 @@ using System.Runtime.InteropServices;
 using System.Text;
 using Benchmarks.Infrastructure;
 using Benchmarks.Scenarios;
+using Benchmarks.Soak;
 
 namespace Benchmarks;
 
 /// <summary>
 /// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
-/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]</c>
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]</c>,
+/// and the soak: <c>-- soak [--minutes 30]</c> (see <see cref="SoakScenario"/>).
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick] | soak [--minutes 30] | outage-memory [--minutes 10]";
 
     public static async Task<int> Main(string[] args)
     {
         var scenario = args.FirstOrDefault(a => !a.StartsWith("--", StringComparison.Ordinal))?.ToLowerInvariant();
+        if (scenario == "soak-node")
+        {
+            // A node process of the soak, started by the soak itself.
+            return await SoakNode.RunAsync(args);
+        }
+
+        if (scenario == "soak")
+        {
+            return await SoakAsync(args);
+        }
+
+        if (scenario == "outage-memory")
+        {
+            return await OutageMemoryAsync(args);
+        }
+
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
         if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "sweep" or "all"))
         {
@@ -111,6 +129,69 @@ internal static class Program
                 Console.Error.WriteLine("  " + violation);
             }
 
+            return 1;
+        }
+
+        return 0;
+    }
+
+    private static double? Minutes(string[] args, double fallback)
+    {
+        var minutes = fallback;
+        var at = Array.FindIndex(args, a => a.Equals("--minutes", StringComparison.OrdinalIgnoreCase));
+        if (at >= 0 && (at + 1 >= args.Length || !double.TryParse(args[at + 1], NumberStyles.Float, CultureInfo.InvariantCulture, out minutes) || minutes is <= 0 or > 24 * 60))
+        {
+            Console.Error.WriteLine("--minutes must be a number of minutes between 0 and 1440.");
+            return null;
+        }
+
+        return minutes;
+    }
+
+    private static async Task<int> OutageMemoryAsync(string[] args)
+    {
+        if (Minutes(args, 10) is not { } minutes)
+        {
+            return 2;
+        }
+
+        var logDirectory = Directory.CreateTempSubdirectory("signalr-outage-memory-logs-");
+        using var log = new LogSink(Path.Combine(logDirectory.FullName, "outage-memory.log"));
+        Console.WriteLine($"node logs: {log.Path}");
+        var loadAtStart = LoadAverage();
+        var (markdown, ok) = await OutageMemoryScenario.RunAsync(TimeSpan.FromMinutes(minutes), log);
+        markdown = $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; code: {GitState()}; load average {loadAtStart} at the start, {LoadAverage()} at the end" +
+                   Environment.NewLine + Environment.NewLine + markdown;
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        await File.WriteAllTextAsync(Path.Combine(logDirectory.FullName, "outage-memory.md"), markdown);
+        return ok ? 0 : 1;
+    }
+
+    private static async Task<int> SoakAsync(string[] args)
+    {
+        if (Minutes(args, 30) is not { } minutes)
+        {
+            return 2;
+        }
+
+        var logDirectory = Directory.CreateTempSubdirectory("signalr-soak-logs-");
+        using var log = new LogSink(Path.Combine(logDirectory.FullName, "soak.log"));
+        Console.WriteLine($"node logs: {log.Path}");
+        var gitState = GitState();
+        var loadAtStart = LoadAverage();
+        var outcome = await SoakScenario.RunAsync(SoakSettings.ForMinutes(minutes), log);
+        var markdown = $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; code: {gitState}; load average {loadAtStart} at the start, {LoadAverage()} at the end" +
+                       Environment.NewLine + Environment.NewLine + outcome.Markdown;
+        Console.WriteLine();
+        Console.WriteLine(markdown);
+        var report = Path.Combine(logDirectory.FullName, "soak.md");
+        await File.WriteAllTextAsync(report, markdown);
+        Console.WriteLine($"report written to {report}; node logs: {log.Path}");
+        var total = outcome.Account.Total;
+        if (total.Lost + total.Duplicated + total.Reordered > 0 || !outcome.Settled)
+        {
+            Console.Error.WriteLine($"********** SOAK FAILED: lost {total.Lost}, duplicated {total.Duplicated}, reordered {total.Reordered}, settled {outcome.Settled} **********");
             return 1;
         }
 

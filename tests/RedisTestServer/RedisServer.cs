@@ -42,6 +42,16 @@ public sealed class RedisServer : IAsyncDisposable
     /// <summary>The TCP port the server listens on (stays the same across restarts).</summary>
     public int Port { get; }
 
+    /// <summary>The TLS port, when started with <see cref="StartWithTlsAsync"/> (the plain <see cref="Port"/> stays, for
+    /// the admin connection); else 0.</summary>
+    public int TlsPort { get; private init; }
+
+    /// <summary>The certificate authority (PEM) that signed the server's TLS certificate, or null without TLS.</summary>
+    public string? CaCertificatePath { get; private set; }
+
+    /// <summary>A connection string for the TLS port (<c>ssl=true</c>); the client must trust <see cref="CaCertificatePath"/>.</summary>
+    public string TlsConnectionString => $"127.0.0.1:{TlsPort.ToString(CultureInfo.InvariantCulture)},abortConnect=false,ssl=true,sslHost=localhost";
+
     /// <summary>The process id of the current <c>redis-server</c> process.</summary>
     public int Pid => _process?.Id ?? throw new InvalidOperationException("redis-server is not running.");
 
@@ -65,6 +75,17 @@ public sealed class RedisServer : IAsyncDisposable
 
     /// <summary>Starts a server on a free port, retrying with another port if one fails, and waits until it answers PING.</summary>
     public static async Task<RedisServer> StartAsync() => await StartAsync(persistent: false);
+
+    /// <summary>Starts a server without persistence that also listens with TLS on <see cref="TlsPort"/>, with a
+    /// certificate authority and a server certificate (localhost, 127.0.0.1) made now for it.</summary>
+    public static async Task<RedisServer> StartWithTlsAsync()
+    {
+        var dataDirectory = Directory.CreateTempSubdirectory("redis-test-server-tls-");
+        var server = new RedisServer(dataDirectory, FreeLoopbackPort()) { TlsPort = FreeLoopbackPort() };
+        server.CaCertificatePath = TestCertificates.Create(Directory.CreateDirectory(dataDirectory.FullName + "-certs").FullName);
+        await server.StartProcessAsync();
+        return server;
+    }
 
     /// <summary>Starts a server; with <paramref name="persistent"/> it writes every command to an append-only file
     /// (<c>appendfsync always</c>), so a restart brings the data back; without, a restart is empty.</summary>
@@ -138,6 +159,27 @@ public sealed class RedisServer : IAsyncDisposable
     {
         var process = _process ?? throw new InvalidOperationException("redis-server was never started.");
         await ShutdownAsync(process, "SHUTDOWN");
+        await Task.Delay(downTime);
+        await StartProcessAsync();
+    }
+
+    /// <summary>Kills the server with SIGKILL, deletes its data files (as a crash of a Redis without persistence would
+    /// leave it), waits <paramref name="downTime"/>, and starts it again on the same port, empty.</summary>
+    public async Task RestartEmptyAsync(TimeSpan downTime)
+    {
+        await KillAsync();
+        foreach (var entry in _dataDirectory.EnumerateFileSystemInfos())
+        {
+            if (entry is DirectoryInfo directory)
+            {
+                directory.Delete(recursive: true);
+            }
+            else
+            {
+                entry.Delete();
+            }
+        }
+
         await Task.Delay(downTime);
         await StartProcessAsync();
     }
@@ -219,6 +261,10 @@ public sealed class RedisServer : IAsyncDisposable
         try
         {
             _dataDirectory.Delete(recursive: true);
+            if (CaCertificatePath is not null)
+            {
+                Directory.Delete(Path.GetDirectoryName(CaCertificatePath)!, recursive: true);
+            }
         }
         catch (IOException)
         {
@@ -289,6 +335,22 @@ public sealed class RedisServer : IAsyncDisposable
         })
         {
             startInfo.ArgumentList.Add(arg);
+        }
+
+        if (TlsPort != 0 && CaCertificatePath is { } ca)
+        {
+            var certificates = Path.GetDirectoryName(ca)!;
+            foreach (var arg in new[]
+            {
+                "--tls-port", TlsPort.ToString(CultureInfo.InvariantCulture),
+                "--tls-cert-file", Path.Combine(certificates, TestCertificates.CertificateFile),
+                "--tls-key-file", Path.Combine(certificates, TestCertificates.KeyFile),
+                "--tls-ca-cert-file", ca,
+                "--tls-auth-clients", "no",
+            })
+            {
+                startInfo.ArgumentList.Add(arg);
+            }
         }
 
         var process = new Process { StartInfo = startInfo };

@@ -21,6 +21,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private readonly RedisStreamsOptions _options;
     private readonly ILogger _logger;
     private readonly ConcurrentDictionary<string, IHubManager> _managers = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, bool> _unknownHubs = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _startLock = new();
     private readonly RedisConnections _connections;
@@ -118,7 +119,13 @@ internal sealed class BackplaneNode : IAsyncDisposable
 
         if (!_managers.TryGetValue(entry.Hub, out var manager))
         {
-            return; // a hub this node does not serve
+            // A hub this node does not serve (another app's, a hub mapped on other nodes only, or a forged entry).
+            Instruments.UnknownHub.Add(1);
+            if (_unknownHubs.Count < 100 && _unknownHubs.TryAdd(entry.Hub, true))
+            {
+                Log.UnknownHub(_logger, entry.Hub);
+            }
+            return;
         }
         if (entry.TargetNode.Length > 0 && entry.TargetNode != NodeId)
         {

@@ -167,10 +167,23 @@ internal sealed class StreamPublisher
 
     private RedisStreamsPublishException TimedOut(EntryKind kind, string message)
     {
-        Log.PublishTimedOut(_node.Logger, kind, _node.Options.PublishTimeout);
         _node.Instruments.PublishFailures.Add(1);
+        // At most one log line a second, with the count since the last one: under load a long outage gives up
+        // thousands of packets a second (each sender gets its exception; the counter counts each).
+        var now = Stopwatch.GetTimestamp();
+        Interlocked.Increment(ref _timedOutUnlogged);
+        var last = Interlocked.Read(ref _timedOutLoggedAt);
+        if ((last == 0 || Stopwatch.GetElapsedTime(last, now) >= TimeSpan.FromSeconds(1))
+            && Interlocked.CompareExchange(ref _timedOutLoggedAt, now, last) == last)
+        {
+            Log.PublishTimedOut(_node.Logger, Interlocked.Exchange(ref _timedOutUnlogged, 0), kind, _node.Options.PublishTimeout);
+        }
+
         return new RedisStreamsPublishException(message);
     }
+
+    private long _timedOutUnlogged;
+    private long _timedOutLoggedAt;
 
     internal static RedisStreamsPublishException ShuttingDown() => new("The node is shutting down; the packet was not published.");
 

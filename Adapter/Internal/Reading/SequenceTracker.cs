@@ -17,6 +17,9 @@ internal sealed class SequenceTracker
         }
     }
 
+    /// <summary>The last sequence number processed from <paramref name="sender"/> (0 when none).</summary>
+    public long Last(string sender) => _last.GetValueOrDefault(sender);
+
     /// <summary>True when the entry is new (and then <paramref name="missing"/> counts the sender's numbers skipped
     /// before it); false for a duplicate.</summary>
     /// <param name="sender">The sender node.</param>

@@ -41,6 +41,7 @@ internal sealed class StreamReadLoop
     private long _lastReadOk;
     private long _lastReadLagMs;
     private long _entriesBehind;
+    private bool _rightsChecked;
 
     public StreamReadLoop(
         NodeContext node, RedisEpoch epoch, Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase,
@@ -86,6 +87,12 @@ internal sealed class StreamReadLoop
         {
             try
             {
+                if (!_rightsChecked)
+                {
+                    // Before anything else: a user without the rights the backplane needs fails the start, clearly.
+                    await PermissionCheck.RunAsync(_commandDatabase(), _node.Keys, _node.Options);
+                    _rightsChecked = true;
+                }
                 if (readerEpoch is null || attempt > 0)
                 {
                     // First start, or after an error: is this still the Redis (and stream) we were reading?
@@ -128,6 +135,14 @@ internal sealed class StreamReadLoop
                 {
                     await ProcessAsync(result, count);
                 }
+            }
+            catch (InvalidOperationException ex) when (PermissionCheck.IsMissingRights(ex))
+            {
+                // Retrying cannot help: the host's start fails with this (or, if it already started while Redis was
+                // unreachable, the node stays unpositioned and unhealthy, and says why).
+                Log.MissingRights(_node.Logger, ex);
+                _firstAttempt.TrySetException(ex);
+                return;
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {
@@ -288,6 +303,11 @@ internal sealed class StreamReadLoop
                 _node.Instruments.Received.Add(1);
             }
 
+            if (entry.Sequence > sequences.Last(entry.Node) + 1 && await IsForgedAsync(id, stream, entry, inbox))
+            {
+                continue;
+            }
+
             _senderHeard(entry.Node);
             if (entry.Sequence > 0)
             {
@@ -368,6 +388,34 @@ internal sealed class StreamReadLoop
             (_waiters ??= []).Add((target, done));
         }
         return done.Task.WaitAsync(timeout, cancellationToken);
+    }
+
+    /// <summary>An entry that skips sequence numbers of its sender is either a gap (trimming, data lost by Redis) or
+    /// was written by something other than the backplane's append script, which records every number it gives a
+    /// sender in the stream's sequence hash in the same atomic step. A number above the one recorded there was never
+    /// given: accepting it would make this node drop that sender's real packets up to it as duplicates. Checked only
+    /// when numbers are skipped (rare), and not at all when Redis cannot be asked.</summary>
+    private async Task<bool> IsForgedAsync(string id, string stream, StreamEntry entry, bool inbox)
+    {
+        long known;
+        try
+        {
+            var key = inbox ? _node.Keys.InboxSequences(_node.NodeId) : _node.Keys.Sequences;
+            known = (long?)await _commandDatabase().HashGetAsync(key, entry.Node) ?? 0;
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidCastException)
+        {
+            return false;
+        }
+
+        if (entry.Sequence <= known)
+        {
+            return false;
+        }
+
+        _node.Instruments.Forged.Add(1);
+        Log.ForgedEntry(_node.Logger, id, stream, entry.Sequence, entry.Node, known);
+        return true;
     }
 
     private void RecordLag(string id)

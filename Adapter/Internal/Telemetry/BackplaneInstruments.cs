@@ -21,6 +21,8 @@ internal sealed class BackplaneInstruments
         Duplicates = Meter.CreateCounter<long>("signalr.redis_streams.duplicates_dropped", "{entry}", "Entries dropped because they were already processed (same sender and sequence).");
         Gaps = Meter.CreateCounter<long>("signalr.redis_streams.gap_entries", "{entry}", "Entries known to be missing (sequence gaps: trimming, or Redis lost data).");
         Malformed = Meter.CreateCounter<long>("signalr.redis_streams.malformed", "{entry}", "Entries skipped as malformed or of an unknown version.");
+        Forged = Meter.CreateCounter<long>("signalr.redis_streams.forged", "{entry}", "Entries skipped because Redis never gave their sender that sequence number (written to the stream by something other than the backplane).");
+        UnknownHub = Meter.CreateCounter<long>("signalr.redis_streams.unknown_hub", "{entry}", "Entries skipped because they are for a hub this node does not serve.");
         PublishRetries = Meter.CreateCounter<long>("signalr.redis_streams.publish_retries", "{attempt}", "Publish attempts that failed and were retried.");
         PublishFailures = Meter.CreateCounter<long>("signalr.redis_streams.publish_failures", "{entry}", "Sends that failed (outbox timeout or shutdown) and were not published.");
         ReadErrors = Meter.CreateCounter<long>("signalr.redis_streams.read_errors", "{error}", "Failed XREADs (retried).");
@@ -43,6 +45,8 @@ internal sealed class BackplaneInstruments
     public Counter<long> Duplicates { get; }
     public Counter<long> Gaps { get; }
     public Counter<long> Malformed { get; }
+    public Counter<long> Forged { get; }
+    public Counter<long> UnknownHub { get; }
     public Counter<long> PublishRetries { get; }
     public Counter<long> PublishFailures { get; }
     public Counter<long> ReadErrors { get; }

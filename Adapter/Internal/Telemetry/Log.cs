@@ -32,8 +32,8 @@ internal static partial class Log
     [LoggerMessage(9, LogLevel.Information, "Node {Node} is gone ({Reason}).")]
     public static partial void NodeGone(ILogger logger, string node, string reason);
 
-    [LoggerMessage(10, LogLevel.Warning, "A {Kind} packet waited {Timeout} without being published and was dropped from the outbox; its sender got an exception.")]
-    public static partial void PublishTimedOut(ILogger logger, EntryKind kind, TimeSpan timeout);
+    [LoggerMessage(10, LogLevel.Warning, "{Count} packet(s), the last a {Kind}, waited {Timeout} without being published and were dropped from the outbox; their senders got an exception (at most one such line a second).")]
+    public static partial void PublishTimedOut(ILogger logger, long count, EntryKind kind, TimeSpan timeout);
 
     [LoggerMessage(11, LogLevel.Warning, "Writing to connection {ConnectionId} failed.")]
     public static partial void WriteFailed(ILogger logger, Exception exception, string connectionId);
@@ -68,12 +68,21 @@ internal static partial class Log
     [LoggerMessage(21, LogLevel.Warning, "A connection was refused: the stream could not be read within {Timeout} (RedisStreamsOptions.PublishTimeout).")]
     public static partial void ConnectionRefused(ILogger logger, TimeSpan timeout);
 
-    [LoggerMessage(22, LogLevel.Information, "Connection {ConnectionId} recovered the session of connection {OldConnectionId} (node {OldNode}): {Replayed} missed messages replayed.")]
+    [LoggerMessage(22, LogLevel.Critical, "The backplane cannot run with this Redis user; it will not read or publish.")]
+    public static partial void MissingRights(ILogger logger, Exception exception);
+
+    [LoggerMessage(23, LogLevel.Warning, "Skipped entry {EntryId} in stream '{Stream}': it claims sequence {Sequence} of node {Sender}, but Redis gave that node only up to {Known}; it was not appended by the backplane.")]
+    public static partial void ForgedEntry(ILogger logger, string entryId, string stream, long sequence, string sender, long known);
+
+    [LoggerMessage(24, LogLevel.Warning, "Skipping entries for hub '{Hub}', which this node does not serve (counted in signalr.redis_streams.unknown_hub; logged once per hub).")]
+    public static partial void UnknownHub(ILogger logger, string hub);
+
+    [LoggerMessage(25, LogLevel.Information, "Connection {ConnectionId} recovered the session of connection {OldConnectionId} (node {OldNode}): {Replayed} missed messages replayed.")]
     public static partial void SessionRecovered(ILogger logger, string connectionId, string oldConnectionId, string oldNode, int replayed);
 
-    [LoggerMessage(23, LogLevel.Warning, "Connection {ConnectionId} was not recovered: {Reason}. It starts a fresh session.")]
+    [LoggerMessage(26, LogLevel.Warning, "Connection {ConnectionId} was not recovered: {Reason}. It starts a fresh session.")]
     public static partial void SessionNotRecovered(ILogger logger, string connectionId, string reason);
 
-    [LoggerMessage(24, LogLevel.Warning, "Writing the recovery session of connection {ConnectionId} to Redis failed.")]
+    [LoggerMessage(27, LogLevel.Warning, "Writing the recovery session of connection {ConnectionId} to Redis failed.")]
     public static partial void SessionWriteFailed(ILogger logger, Exception exception, string connectionId);
 }

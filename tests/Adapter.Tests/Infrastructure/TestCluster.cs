@@ -78,12 +78,14 @@ public sealed class TestCluster : IAsyncDisposable
     /// <param name="protocol">The protocol clients speak unless a test asks otherwise.</param>
     /// <param name="output">Where the nodes log (warnings, and the adapter's information).</param>
     /// <param name="configure">Changes to the test defaults (unique stream and prefix, 1 s heartbeat, 3 s timeout, 200 ms XREAD block).</param>
+    /// <param name="connectionString">The nodes' connection string, when not <paramref name="redis"/>'s own (e.g. with a user and password).</param>
     public static async Task<TestCluster> StartAsync(
         RedisServer redis,
         int nodeCount,
         HubProtocolKind protocol,
         ITestOutputHelper? output = null,
-        Action<RedisStreamsOptions>? configure = null)
+        Action<RedisStreamsOptions>? configure = null,
+        string? connectionString = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
         var id = NewIsolationId();
@@ -100,7 +102,7 @@ public sealed class TestCluster : IAsyncDisposable
         TestCluster? cluster = null;
         try
         {
-            var starting = Enumerable.Range(0, nodeCount).Select(i => TestNode.StartAsync(i, redis.ConnectionString, Configure, output)).ToList();
+            var starting = Enumerable.Range(0, nodeCount).Select(i => TestNode.StartAsync(i, connectionString ?? redis.ConnectionString, Configure, output)).ToList();
             try
             {
                 await Task.WhenAll(starting);
