@@ -45,6 +45,7 @@ public static class RedisStreamsAcl
         ("setnx", ["{key}", "v"], "the epoch, set by whichever node comes first"),
         ("hget", ["{key}", "f"], "a sender's last sequence (in the script); the node holding a connection"),
         ("hset", ["{key}", "f", "v"], "the sequences (in the script); the connection registry; recovery sessions"),
+        ("hmset", ["{key}", "f", "v", "g", "w"], "recovery sessions: several fields at once (StackExchange.Redis writes them with HMSET)"),
         ("hsetnx", ["{key}", "f", "v"], "a recovery session's group join (the first join's position stays)"),
         ("hmget", ["{key}", "f", "g"], "the nodes holding several connections at once"),
         ("hgetall", ["{key}"], "every sender's last sequence at start (in the script); loading a recovery session"),
