@@ -70,6 +70,9 @@ internal sealed class SoakAccount
 
     public AccountRow Total { get; } = new();
 
+    /// <summary>The first lost deliveries, described (receiver, sender, number, kind).</summary>
+    public List<string> LostExamples { get; } = [];
+
     /// <summary>The first reordered arrivals, described (receiver, sender, numbers, kinds).</summary>
     public List<string> ReorderExamples { get; } = [];
 
@@ -204,6 +207,11 @@ internal sealed class SoakAccount
                 else
                 {
                     rows.ForEach(r => r.Lost++);
+                    if (account.LostExamples.Count < 20)
+                    {
+                        account.LostExamples.Add($"client {client.Id} on node {client.Node.Index}.{client.Node.Incarnation}{(closed != 0 ? " (killed later)" : "")} " +
+                                                 $"lacks #{message.Seq} ({message.Kind}) from client {message.Sender} on node {message.SenderNode}");
+                    }
                 }
             }
         }

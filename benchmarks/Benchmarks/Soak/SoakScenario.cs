@@ -509,6 +509,11 @@ internal sealed class SoakScenario : IDisposable
                         string.Join(", ", memory.Select(m => $"node {m.Item1} {m.Item2 / (1024.0 * 1024):0} MiB ({m.Item3} incarnations)")) +
                         $"; the driver process (all clients) {driver / (1024.0 * 1024):0} MiB.");
         text.AppendLine(CultureInfo.InvariantCulture, $"- Peak outbox depth (any node, sampled every 50 ms): {peakOutbox:N0} packets.");
+        if (account.LostExamples.Count > 0)
+        {
+            text.AppendLine("- Lost deliveries (first 20): " + string.Join("; ", account.LostExamples) + ".");
+        }
+
         if (account.ReorderExamples.Count > 0)
         {
             text.AppendLine("- Reordered arrivals (first 20): " + string.Join("; ", account.ReorderExamples) + ".");
