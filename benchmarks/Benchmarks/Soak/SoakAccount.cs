@@ -45,6 +45,10 @@ internal sealed class AccountRow
     /// <summary>Expected deliveries missed by a receiver whose node reported a gap from the sender's node afterwards.</summary>
     public long MissedInReportedGap { get; set; }
 
+    /// <summary>Expected deliveries Redis lost in a restart without data while their sender's node died before it could
+    /// publish them again (the backplane does not promise those: README, "Not promised").</summary>
+    public long LostWithSenderNode { get; set; }
+
     public long Duplicated { get; set; }
 
     public long Reordered { get; set; }
@@ -69,6 +73,9 @@ internal sealed class SoakAccount
     public Dictionary<string, AccountRow> Rows { get; } = new(StringComparer.Ordinal);
 
     public AccountRow Total { get; } = new();
+
+    /// <summary>The first lost deliveries, described (receiver, sender, number, kind).</summary>
+    public List<string> LostExamples { get; } = [];
 
     /// <summary>The first reordered arrivals, described (receiver, sender, numbers, kinds).</summary>
     public List<string> ReorderExamples { get; } = [];
@@ -201,14 +208,33 @@ internal sealed class SoakAccount
 
                     missed.Add(SoakClient.Key(message.Sender, message.Seq));
                 }
+                else if (LostWithItsNode(message, faults))
+                {
+                    rows.ForEach(r => r.LostWithSenderNode++);
+                }
                 else
                 {
                     rows.ForEach(r => r.Lost++);
+                    if (account.LostExamples.Count < 20)
+                    {
+                        account.LostExamples.Add($"client {client.Id} on node {client.Node.Index}.{client.Node.Incarnation}{(closed != 0 ? " (killed later)" : "")} " +
+                                                 $"lacks #{message.Seq} ({message.Kind}) from client {message.Sender} on node {message.SenderNode}");
+                    }
                 }
             }
         }
 
         return account;
+    }
+
+    /// <summary>Redis restarted without its data after the message was sent, and the sender's node was killed from just
+    /// before that restart to 15 s after it: the node may have died before publishing its replay window again.</summary>
+    private static bool LostWithItsNode(SentMessage message, IReadOnlyList<FaultWindow> faults)
+    {
+        var second = Stopwatch.Frequency;
+        return faults.Any(w => w.Fault == SoakFault.RedisRestartEmpty && w.Begin >= message.Start
+            && faults.Any(k => k.Fault == SoakFault.NodeKill && k.Node == message.SenderNode && k.Begin >= message.Start
+                && k.Begin >= w.Begin - second && k.Begin <= w.End + (15 * second)));
     }
 
     private static bool IsFor(SentMessage message, SoakClient client) => message.Kind switch

@@ -479,8 +479,8 @@ internal sealed class SoakScenario : IDisposable
                         $"overlapping the others (Redis faults one at a time, node faults one per node at a time). Seed {_settings.Seed}; " +
                         $"took {elapsed.TotalMinutes:0.0} min; settled: {(settled ? "yes" : "**no**")}; load average at the end {LoadAverage()}.");
         text.AppendLine();
-        text.AppendLine("| fault kind | fired | sent (acked) | failed sends | failed but delivered | deliveries expected | delivered | lost | missed in a reported gap | duplicated | reordered |");
-        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|");
+        text.AppendLine("| fault kind | fired | sent (acked) | failed sends | failed but delivered | deliveries expected | delivered | lost | missed in a reported gap | lost by Redis with their sender's node | duplicated | reordered |");
+        text.AppendLine("|---|---|---|---|---|---|---|---|---|---|---|---|");
         foreach (var (name, row) in account.Rows)
         {
             var fired = Enum.GetValues<SoakFault>().Where(f => SoakAccount.RowName(f) == name).Select(f => counts[f].ToString(CultureInfo.InvariantCulture)).FirstOrDefault() ?? "";
@@ -509,6 +509,11 @@ internal sealed class SoakScenario : IDisposable
                         string.Join(", ", memory.Select(m => $"node {m.Item1} {m.Item2 / (1024.0 * 1024):0} MiB ({m.Item3} incarnations)")) +
                         $"; the driver process (all clients) {driver / (1024.0 * 1024):0} MiB.");
         text.AppendLine(CultureInfo.InvariantCulture, $"- Peak outbox depth (any node, sampled every 50 ms): {peakOutbox:N0} packets.");
+        if (account.LostExamples.Count > 0)
+        {
+            text.AppendLine("- Lost deliveries (first 20): " + string.Join("; ", account.LostExamples) + ".");
+        }
+
         if (account.ReorderExamples.Count > 0)
         {
             text.AppendLine("- Reordered arrivals (first 20): " + string.Join("; ", account.ReorderExamples) + ".");
@@ -520,7 +525,7 @@ internal sealed class SoakScenario : IDisposable
     }
 
     private static string Row(string name, string fired, AccountRow r) => string.Create(CultureInfo.InvariantCulture,
-        $"| {name} | {fired} | {r.Sent:N0} | {r.Failed:N0} | {r.FailedButDelivered:N0} | {r.Expected:N0} | {r.Delivered:N0} | {r.Lost:N0} | {r.MissedInReportedGap:N0} | {r.Duplicated:N0} | {r.Reordered:N0} |");
+        $"| {name} | {fired} | {r.Sent:N0} | {r.Failed:N0} | {r.FailedButDelivered:N0} | {r.Expected:N0} | {r.Delivered:N0} | {r.Lost:N0} | {r.MissedInReportedGap:N0} | {r.LostWithSenderNode:N0} | {r.Duplicated:N0} | {r.Reordered:N0} |");
 
     private static string LoadAverage()
     {
