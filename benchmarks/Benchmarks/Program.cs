@@ -180,7 +180,9 @@ internal static class Program
         Console.WriteLine($"node logs: {log.Path}");
         var gitState = GitState();
         var loadAtStart = LoadAverage();
-        var outcome = await SoakScenario.RunAsync(SoakSettings.ForMinutes(minutes), log);
+        // A short run (under 10 minutes) fires its faults more often, so that each kind fires a few times.
+        var settings = minutes < 10 ? SoakSettings.Short with { Duration = TimeSpan.FromMinutes(minutes) } : SoakSettings.ForMinutes(minutes);
+        var outcome = await SoakScenario.RunAsync(settings, log);
         var markdown = $"- Date: {DateTime.UtcNow:yyyy-MM-dd HH:mm} UTC; code: {gitState}; load average {loadAtStart} at the start, {LoadAverage()} at the end" +
                        Environment.NewLine + Environment.NewLine + outcome.Markdown;
         Console.WriteLine();

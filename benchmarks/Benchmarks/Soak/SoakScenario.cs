@@ -31,7 +31,8 @@ internal sealed record SoakSettings(
         TimeSpan.FromSeconds(2), TimeSpan.FromSeconds(8), TimeSpan.FromSeconds(5), TimeSpan.FromSeconds(90),
         Environment.TickCount);
 
-    /// <summary>The 2-minute run of the test suite: faults every 8 to 20 s, so each kind fires a few times.</summary>
+    /// <summary>A short run (2 minutes; the command uses it below 10 minutes): faults every 8 to 20 s, so each kind
+    /// fires a few times.</summary>
     public static SoakSettings Short { get; } = ForMinutes(2) with
     {
         FaultIntervalMin = TimeSpan.FromSeconds(8),
