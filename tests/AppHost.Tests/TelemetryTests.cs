@@ -1,3 +1,4 @@
+using AppHost;
 using System.Collections.Concurrent;
 using System.Globalization;
 using System.IO.Compression;
@@ -17,10 +18,15 @@ namespace AppHost.Tests;
 
 /// <summary>
 /// The real app with every project exporting OTLP/HTTP to an <see cref="OtlpTraceReceiver"/> inside the test
-/// (started before the app, stopped after it), with short batch delays so spans arrive within a second.
+/// (started before the app, stopped after it), with short batch delays so spans arrive within a second; and with
+/// connection-state recovery off (<c>Recovery:Enabled=false</c>), which tracing does not care about and the recovery-off
+/// test of the same collection needs.
 /// </summary>
 public class TelemetryAppFixture : ChatAppFixture, IAsyncLifetime
 {
+    /// <inheritdoc />
+    protected override IEnumerable<string> AppHostArgs() => [.. base.AppHostArgs(), $"{AppHostSettings.RecoveryKey}=false"];
+
     /// <summary>Where every project's spans end up.</summary>
     public OtlpTraceReceiver Receiver { get; } = new();
 
@@ -71,7 +77,15 @@ public class TelemetryAppFixture : ChatAppFixture, IAsyncLifetime
 /// backplane's producer span to a consumer span on every node, as exported by the real processes over OTLP, and it
 /// still is after Redis was restarted.
 /// </summary>
-public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper output) : IClassFixture<TelemetryAppFixture>
+[CollectionDefinition(Name)]
+public sealed class TelemetryApp : ICollectionFixture<TelemetryAppFixture>
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "telemetry app";
+}
+
+[Collection(TelemetryApp.Name)]
+public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper output)
 {
     private const string SignalRServerScope = "Microsoft.AspNetCore.SignalR.Server";
     private const string BackplaneScope = "SignalR.RedisStreams";
