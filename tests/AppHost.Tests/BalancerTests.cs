@@ -5,7 +5,8 @@ using Microsoft.AspNetCore.SignalR.Client;
 namespace AppHost.Tests;
 
 /// <summary>The app as a user meets it: everything goes through the balancer.</summary>
-public sealed class BalancerTests(ChatAppFixture app) : IClassFixture<ChatAppFixture>
+[Collection(AppHost.Tests.Identity.SignedInApp.Name)]
+public sealed class BalancerTests(ChatAppFixture app)
 {
     private static readonly TimeSpan DeliveryTimeout = TimeSpan.FromSeconds(15);
 

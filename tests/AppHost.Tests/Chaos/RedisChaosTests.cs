@@ -10,7 +10,8 @@ namespace AppHost.Tests.Chaos;
 /// a room and a user while Redis is stopped and restarted, frozen, or has every connection killed, twice each; and a
 /// chat node is killed. Every live client must hold every sent message exactly once, in per-sender order.
 /// </summary>
-public sealed class RedisChaosTests(ChatAppFixture app, ITestOutputHelper output) : IClassFixture<ChatAppFixture>
+[Collection(AppHost.Tests.Identity.SignedInApp.Name)]
+public sealed class RedisChaosTests(ChatAppFixture app, ITestOutputHelper output)
 {
     private const int MessagesPerSender = 120;
     private static readonly TimeSpan Interval = TimeSpan.FromMilliseconds(50);
