@@ -47,13 +47,19 @@ public static class ChatClients
         return body.Node;
     }
 
+    /// <summary>How long <see cref="PinToNodeAsync"/> keeps asking at least: a node started again after a kill comes
+    /// back into the balancer's rotation only after its health checks (passive reactivation: 10 s).</summary>
+    public static readonly TimeSpan PinDeadline = TimeSpan.FromSeconds(45);
+
     /// <summary>
     /// A cookie container whose affinity cookie pins requests to <paramref name="node"/>: asks <c>/whoami</c> with fresh
-    /// containers until the balancer's round robin lands on that node.
+    /// containers until the balancer's round robin lands on that node (at least <paramref name="maxAttempts"/> times,
+    /// and for at least <see cref="PinDeadline"/>).
     /// </summary>
     public static async Task<CookieContainer> PinToNodeAsync(Uri balancerUrl, string node, int maxAttempts = 50, CancellationToken cancellationToken = default)
     {
-        for (var attempt = 0; attempt < maxAttempts; attempt++)
+        var clock = System.Diagnostics.Stopwatch.StartNew();
+        for (var attempt = 0; attempt < maxAttempts || clock.Elapsed < PinDeadline; attempt++)
         {
             var cookies = new CookieContainer();
             using var client = CreateHttpClient(balancerUrl, cookies);
@@ -68,7 +74,7 @@ public static class ChatClients
             }
         }
 
-        throw new InvalidOperationException($"The balancer never routed to {node} in {maxAttempts} fresh requests.");
+        throw new InvalidOperationException($"The balancer never routed to {node} in {clock.Elapsed.TotalSeconds:0} s of fresh requests.");
     }
 
     /// <summary>The chat's auth cookie, issued by <c>POST /auth/signin</c>.</summary>
