@@ -231,9 +231,21 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
     {
         // One user per node: each was first pinned (by the balancer's affinity cookie) to a node the others are not on,
         // and every user is connected now (a user whose node was killed by another test reconnected elsewhere).
-        await Eventually.TrueAsync(
-            () => Task.FromResult(UsersByNode(firstConnection: true).Count == app.NodeCount && UsersByNode(firstConnection: false).Values.Sum() == app.NodeCount),
-            TimeSpan.FromSeconds(30), "the generator's users to have connected to every node, and to be connected");
+        // 60 s: a user cut off by an earlier test's fault reconnects with a growing pause (up to 10 s), through a balancer
+        // that takes a node back only after its health checks.
+        try
+        {
+            await Eventually.TrueAsync(
+                () => Task.FromResult(UsersByNode(firstConnection: true).Count == app.NodeCount && UsersByNode(firstConnection: false).Values.Sum() == app.NodeCount),
+                TimeSpan.FromSeconds(60), "the generator's users to have connected to every node, and to be connected");
+        }
+        catch (TimeoutException ex)
+        {
+            static string Show(Dictionary<string, int> byNode) => string.Join(", ", byNode.Select(p => $"{p.Key}: {p.Value}"));
+            throw new TimeoutException(
+                $"{ex.Message}. First connections by node: {Show(UsersByNode(firstConnection: true))}; connected now: " +
+                $"{Show(UsersByNode(firstConnection: false))}. The generator's last lines:\n" + string.Join("\n", app.TrafficLog.Lines.TakeLast(25)), ex);
+        }
         var start = await TrafficTotalsAfterAsync(DateTimeOffset.UtcNow);
         var later = await TrafficTotalsAfterAsync(DateTimeOffset.UtcNow + TimeSpan.FromSeconds(3));
         output.WriteLine("generator: " + later.Line);
