@@ -277,9 +277,12 @@ internal sealed class StreamReadLoop
             return;
         }
 
-        RecordLag(id);
-        var entryId = default(StreamId);
-        var positions = _node.Options.ConnectionStateRecovery && StreamId.TryParse(id, out entryId);
+        var parsed = StreamId.TryParse(id, out var entryId);
+        if (parsed)
+        {
+            RecordLag(entryId);
+        }
+        var positions = parsed && _node.Options.ConnectionStateRecovery;
         for (var p = 0; p < _packets.Count; p++)
         {
             StreamEntry entry;
@@ -323,11 +326,8 @@ internal sealed class StreamReadLoop
                 }
             }
             await _handle(id, entry);
-            if (positions)
-            {
-                MarkProcessed(entry.Position);
-            }
         }
+        // Once per entry: a position inside a batch counts as processed when the whole entry is.
         if (positions && _packets.Count > 0)
         {
             MarkProcessed(new DeliveryPosition(entryId, _packets.Count - 1));
@@ -418,14 +418,11 @@ internal sealed class StreamReadLoop
         return true;
     }
 
-    private void RecordLag(string id)
+    private void RecordLag(StreamId id)
     {
-        if (StreamId.TryParse(id, out var parsed))
-        {
-            var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - parsed.Milliseconds);
-            Interlocked.Exchange(ref _lastReadLagMs, lag);
-            _node.Instruments.ReadLag.Record(lag);
-        }
+        var lag = Math.Max(0, DateTimeOffset.UtcNow.ToUnixTimeMilliseconds() - id.Milliseconds);
+        Interlocked.Exchange(ref _lastReadLagMs, lag);
+        _node.Instruments.ReadLag.Record(lag);
     }
 
     /// <summary>Counts the entries after the cursor (up to 1 000), for the lag gauge; called with each heartbeat.</summary>
