@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR.Client;
+using SignalR.RedisStreams.Client;
 
 namespace AppHost.Tests.Infrastructure;
 
@@ -146,6 +147,38 @@ public static class ChatClients
             throw new InvalidOperationException($"Pinned to {node}, but the hub connection landed on {actual}.");
         }
 
+        return connection;
+    }
+
+    /// <summary>
+    /// A hub connection through <paramref name="balancerUrl"/> that uses connection-state recovery: WebSockets, the
+    /// <paramref name="cookies"/> of a sign-in, <paramref name="session"/> configured and attached, and
+    /// <paramref name="onMessage"/> on the chat's <c>message</c> event (through the session, so positions are kept).
+    /// With <paramref name="responseTimeout"/>, an HTTP request unanswered that long fails (see
+    /// <see cref="ResponseTimeoutHandler"/>); with <paramref name="reconnect"/>, it reconnects by itself. Not started.
+    /// </summary>
+    public static HubConnection BuildRecovering(
+        Uri balancerUrl, CookieContainer cookies, RecoverySession session, Action<ChatMessageDto> onMessage,
+        TimeSpan? responseTimeout = null, IRetryPolicy? reconnect = null)
+    {
+        ArgumentNullException.ThrowIfNull(session);
+        var builder = new HubConnectionBuilder()
+            .WithUrl(new Uri(balancerUrl, HubPath), HttpTransportType.WebSockets, o =>
+            {
+                o.Cookies = cookies;
+                if (responseTimeout is { } timeout)
+                {
+                    o.HttpMessageHandlerFactory = inner => new ResponseTimeoutHandler(inner, timeout);
+                }
+            });
+        if (reconnect is not null)
+        {
+            builder.WithAutomaticReconnect(reconnect);
+        }
+        session.Configure(builder);
+        var connection = builder.Build();
+        session.Attach(connection);
+        session.On(connection, "message", onMessage);
         return connection;
     }
 

@@ -37,30 +37,21 @@ public sealed class NodeKillRecoveryTests(ChatAppFixture app, ITestOutputHelper 
         var session = new RecoverySession();
         var outcomes = new List<(RecoveryOutcome Outcome, long At)>();
         session.OutcomeReceived += outcome => { lock (outcomes) { outcomes.Add((outcome, Stopwatch.GetTimestamp())); } };
-        var builder = new HubConnectionBuilder()
-            .WithUrl(new Uri(app.BalancerUrl, ChatClients.HubPath), HttpTransportType.WebSockets, o =>
-            {
-                o.Cookies = cookies;
-                // A negotiate that reaches the dead node (before the balancer notices) can hang: give up after 5 s.
-                o.HttpMessageHandlerFactory = inner => new ResponseTimeoutHandler(inner, TimeSpan.FromSeconds(5));
-            })
-            .WithAutomaticReconnect(new FastRetry());
-        session.Configure(builder);
-        await using var amy = builder.Build();
-        session.Attach(amy);
-        var clock = Stopwatch.StartNew();
-        amy.Reconnecting += e => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy reconnecting ({e?.GetType().Name}: {e?.Message})"); return Task.CompletedTask; };
-        amy.Reconnected += id => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy reconnected as {id}"); return Task.CompletedTask; };
-        amy.Closed += e => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy closed ({e?.Message})"); return Task.CompletedTask; };
-        session.OutcomeReceived += o => output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy's session: {o}");
         var received = new List<int>();
-        session.On<ChatMessageDto>(amy, "message", m =>
+        await using var amy = ChatClients.BuildRecovering(app.BalancerUrl, cookies, session, m =>
         {
             if (m.Text.StartsWith('n') && int.TryParse(m.Text.AsSpan(1), NumberStyles.None, CultureInfo.InvariantCulture, out var n))
             {
                 lock (received) { received.Add(n); }
             }
-        });
+        },
+        // A negotiate that reaches the dead node (before the balancer notices) can hang: give up after 5 s.
+        responseTimeout: TimeSpan.FromSeconds(5), reconnect: new FastRetry());
+        var clock = Stopwatch.StartNew();
+        amy.Reconnecting += e => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy reconnecting ({e?.GetType().Name}: {e?.Message})"); return Task.CompletedTask; };
+        amy.Reconnected += id => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy reconnected as {id}"); return Task.CompletedTask; };
+        amy.Closed += e => { output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy closed ({e?.Message})"); return Task.CompletedTask; };
+        session.OutcomeReceived += o => output.WriteLine($"{clock.Elapsed.TotalSeconds:0.0} s: amy's session: {o}");
         await amy.StartAsync(token);
         await Eventually.TrueAsync(() => Task.FromResult(session.LastOutcome is not null), Wait, "amy's session");
         await amy.InvokeAsync("JoinRoom", Room, token);

@@ -2,7 +2,6 @@ using System.Globalization;
 using AppHost.Tests.Chaos;
 using AppHost.Tests.Infrastructure;
 using Aspire.Hosting.Testing;
-using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR.Client;
 using SignalR.RedisStreams.Client;
 using StackExchange.Redis;
@@ -107,12 +106,7 @@ public sealed class NotRecoveredTests(ShortStreamAppFixture app)
         public async Task<RecoveryOutcome> StartAgainAsync()
         {
             var before = Session.LastOutcome;
-            var builder = new HubConnectionBuilder()
-                .WithUrl(new Uri(_balancer, ChatClients.HubPath), HttpTransportType.WebSockets, o => o.Cookies = _cookies);
-            Session.Configure(builder);
-            _connection = builder.Build();
-            Session.Attach(_connection);
-            Session.On<ChatMessageDto>(_connection, "message", m =>
+            _connection = ChatClients.BuildRecovering(_balancer, _cookies, Session, m =>
             {
                 lock (_texts)
                 {

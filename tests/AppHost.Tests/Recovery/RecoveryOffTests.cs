@@ -1,6 +1,5 @@
 using System.Net;
 using AppHost.Tests.Infrastructure;
-using Microsoft.AspNetCore.Http.Connections;
 using Microsoft.AspNetCore.SignalR.Client;
 using SignalR.RedisStreams.Client;
 
@@ -24,12 +23,7 @@ public sealed class RecoveryOffTests(TelemetryAppFixture app)
 
         async Task<HubConnection> ConnectAsync()
         {
-            var builder = new HubConnectionBuilder()
-                .WithUrl(new Uri(app.BalancerUrl, ChatClients.HubPath), HttpTransportType.WebSockets, o => o.Cookies = cookies);
-            session.Configure(builder);
-            var connection = builder.Build();
-            session.Attach(connection);
-            session.On<ChatMessageDto>(connection, "message", m => { lock (texts) { texts.Add(m.Text); } });
+            var connection = ChatClients.BuildRecovering(app.BalancerUrl, cookies, session, m => { lock (texts) { texts.Add(m.Text); } });
             await connection.StartAsync();
             return connection;
         }
