@@ -53,7 +53,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         var context = new NodeContext(NodeId, _options, Keys, _logger, Instruments);
         Reader = new StreamReadLoop(context, _epoch,
             () => _connections.Reader.GetDatabase(), CommandDatabase, HandleEntryAsync, Membership.Heard, Membership.ResetClock, _stopping.Token);
-        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Registry, Membership.IsGone, Reader.Positioned, _stopping.Token);
+        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Registry, Reader.Positioned, _stopping.Token);
     }
 
     public string NodeId { get; }

@@ -32,7 +32,6 @@ internal sealed class StreamPublisher
     private readonly RedisEpoch _epoch;
     private readonly Func<IDatabase> _database;
     private readonly ConnectionRegistry _registry;
-    private readonly Func<string, bool> _isGone;
     private readonly Task _readerPositioned;
     private readonly CancellationToken _stopping;
     private readonly Outbox _outbox;
@@ -49,15 +48,17 @@ internal sealed class StreamPublisher
     private readonly List<string> _unknownOwners = [];
     private int _checkChannels;
 
+    // The epoch of the Redis that holds what _confirmed counts (null before the first append). Used by the publish loop
+    // only: an append in another epoch first repairs every channel, whoever noticed the restart first.
+    private string? _confirmedEpoch;
+
     public StreamPublisher(
-        NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Func<string, bool> isGone,
-        Task readerPositioned, CancellationToken stopping)
+        NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Task readerPositioned, CancellationToken stopping)
     {
         _node = node;
         _epoch = epoch;
         _database = database;
         _registry = registry;
-        _isGone = isGone;
         _readerPositioned = readerPositioned;
         _stopping = stopping;
         _outbox = new Outbox(node.Options.OutboxCapacity, node.Options.PublishTimeout, Expired);
@@ -280,24 +281,31 @@ internal sealed class StreamPublisher
                     routed = true;
                 }
                 var db = _database();
-                if (Interlocked.Exchange(ref _checkChannels, 0) == 1)
+                // Every channel is repaired before anything new is appended, whichever way the loss was found: the
+                // restart reported (by the reader, maybe, which may have read the new epoch first), or an epoch other
+                // than the one the confirmed entries went to. Appending a new packet to one channel before another
+                // channel's older packets are back would put them after it in the merged order.
+                var epoch = await _epoch.CurrentAsync(_stopping);
+                while (Interlocked.Exchange(ref _checkChannels, 0) == 1 || (_confirmedEpoch is not null && _confirmedEpoch != epoch))
                 {
                     try
                     {
-                        await RepairChannelsAsync(db);
+                        await RepairChannelsAsync(db, stuck: null);
                     }
                     catch
                     {
                         Volatile.Write(ref _checkChannels, 1);
                         throw;
                     }
+                    // Redis restarted again meanwhile (the repair's append found another epoch): repair again.
+                    _confirmedEpoch = epoch;
+                    epoch = await _epoch.CurrentAsync(_stopping);
                 }
                 if (next >= _appends.Count)
                 {
                     break;
                 }
 
-                var epoch = await _epoch.CurrentAsync(_stopping);
                 var entries = BuildEntries(next, out forced);
                 // The new entries' ids are only wanted for traces.
                 var traced = false;
@@ -306,6 +314,10 @@ internal sealed class StreamPublisher
                     traced = _appends[i].Item.Activity is not null;
                 }
                 var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced);
+                if (result.Outcome != AppendOutcome.EpochChanged)
+                {
+                    _confirmedEpoch = epoch;
+                }
                 var first = next;
                 var now = Stopwatch.GetTimestamp();
                 for (var k = 0; k < result.Handled; k++)
@@ -344,11 +356,11 @@ internal sealed class StreamPublisher
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
                 {
+                    // Redis lost entries of this channel (a replica promoted without them, say): it may have lost
+                    // some of the other channels too, and they are all put back, in their first order, before the
+                    // stuck entry and anything after it.
                     var stuck = _appends[next];
-                    await RepairAsync(db, new Dictionary<string, ChannelLoss>(StringComparer.Ordinal)
-                    {
-                        [stuck.Channel] = new(result.LastSequence, stuck.Entry.Sequence),
-                    });
+                    await RepairChannelsAsync(db, (stuck.Channel, new ChannelLoss(result.LastSequence, stuck.Entry.Sequence)));
                 }
                 if (attempt > 0)
                 {
@@ -573,11 +585,16 @@ internal sealed class StreamPublisher
         _appends.Add(new Append(item, entry, channel, StreamEntryFormat.EncodePacket(entry, _payload)));
     }
 
-    /// <summary>After Redis restarted empty: asks Redis for this node's last number on every channel it wrote to (but
-    /// the inboxes of nodes that are gone) and republishes from the replay window what Redis lacks.</summary>
-    private async Task RepairChannelsAsync(IDatabase db)
+    /// <summary>Redis lost entries (it restarted empty, or an append found its channel's predecessors missing): asks
+    /// Redis for this node's last number on every channel the replay window holds entries of, the inboxes of nodes it
+    /// thinks gone included (a node silent for a while may still be reading), and republishes from the replay window
+    /// what Redis lacks, all channels in one plan. <paramref name="stuck"/> is the loss an append already found, if
+    /// any.</summary>
+    private async Task RepairChannelsAsync(IDatabase db, (string Channel, ChannelLoss Loss)? stuck)
     {
-        var channels = _confirmed.Where(c => c.Value > 0 && (c.Key.Length == 0 || !_isGone(c.Key))).ToList();
+        // A channel the window holds nothing of has nothing to republish: its loss, if any, is found (and its next entry
+        // forced past it) when this node next appends there.
+        var channels = _confirmed.Where(c => c.Value > 0 && c.Key != stuck?.Channel && _window.Holds(c.Key)).ToList();
         var lasts = new Task<RedisValue>[channels.Count];
         for (var i = 0; i < channels.Count; i++)
         {
@@ -586,6 +603,10 @@ internal sealed class StreamPublisher
         }
         await Task.WhenAll(lasts);
         var losses = new Dictionary<string, ChannelLoss>(StringComparer.Ordinal);
+        if (stuck is { } found)
+        {
+            losses[found.Channel] = found.Loss;
+        }
         for (var i = 0; i < channels.Count; i++)
         {
             var (channel, confirmed) = channels[i];
