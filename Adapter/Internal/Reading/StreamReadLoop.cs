@@ -283,6 +283,7 @@ internal sealed class StreamReadLoop
             RecordLag(entryId);
         }
         var positions = parsed && _node.Options.ConnectionStateRecovery;
+        string? heard = null;
         for (var p = 0; p < _packets.Count; p++)
         {
             StreamEntry entry;
@@ -311,7 +312,12 @@ internal sealed class StreamReadLoop
                 continue;
             }
 
-            _senderHeard(entry.Node);
+            if (!ReferenceEquals(entry.Node, heard))
+            {
+                // Once per entry (its packets share one sender, whose id the string cache gives as one instance).
+                _senderHeard(entry.Node);
+                heard = entry.Node;
+            }
             if (entry.Sequence > 0)
             {
                 if (!sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
