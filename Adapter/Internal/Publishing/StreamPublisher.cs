@@ -452,11 +452,12 @@ internal sealed class StreamPublisher
         {
             if (item.Entry.Kind == EntryKind.Connections)
             {
-                foreach (var target in item.Entry.Targets)
+                var targets = item.Entry.Targets;
+                for (var i = 0; i < targets.Count; i++)
                 {
-                    if (!_registry.TryGetKnownOwner(target, out _))
+                    if (!_registry.TryGetKnownOwner(targets[i], out _))
                     {
-                        _unknownOwners.Add(target);
+                        _unknownOwners.Add(targets[i]);
                     }
                 }
             }
@@ -534,9 +535,9 @@ internal sealed class StreamPublisher
         var entry = item.Entry;
         string? single = null;
         var several = false;
-        foreach (var target in entry.Targets)
+        for (var i = 0; i < entry.Targets.Count; i++)
         {
-            var owner = _registry.TryGetKnownOwner(target, out var known) ? known : "";
+            var owner = _registry.TryGetKnownOwner(entry.Targets[i], out var known) ? known : "";
             if (single is null)
             {
                 single = owner;

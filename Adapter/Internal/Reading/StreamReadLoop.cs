@@ -287,6 +287,7 @@ internal sealed class StreamReadLoop
             RecordLag(entryId);
         }
         var positions = parsed && _node.Options.ConnectionStateRecovery;
+        string? heard = null;
         for (var p = 0; p < _packets.Count; p++)
         {
             StreamEntry entry;
@@ -315,7 +316,12 @@ internal sealed class StreamReadLoop
                 continue;
             }
 
-            _senderHeard(entry.Node);
+            if (!ReferenceEquals(entry.Node, heard))
+            {
+                // Once per entry (its packets share one sender, whose id the string cache gives as one instance).
+                _senderHeard(entry.Node);
+                heard = entry.Node;
+            }
             if (entry.Sequence > 0)
             {
                 // A sender's numbering that restarts after Redis lost its entries is no gap for a reader that was not
