@@ -57,8 +57,11 @@ internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProv
         configuration.AbortOnConnectFail = false;
         if (forReader)
         {
-            // The blocking read must end (ReadBlockTime) well before the connection's own timeout.
-            var needed = (int)options.ReadBlockTime.TotalMilliseconds + 5000;
+            // The blocking read must end (ReadBlockTime) well before the connection's own timeout, and a reply of big
+            // entries (a stream holds whatever anyone appended: one 64 MiB entry takes seconds to cross a busy
+            // machine) must have time to arrive: a read that times out is sent again and waits behind the late reply.
+            // A connection that dies is noticed at once by its socket; the timeout only bounds a silent one.
+            var needed = (int)options.ReadBlockTime.TotalMilliseconds + 30_000;
             configuration.AsyncTimeout = Math.Max(configuration.AsyncTimeout, needed);
             configuration.SyncTimeout = Math.Max(configuration.SyncTimeout, needed);
             configuration.ClientName = "signalr-streams-reader-" + nodeId;

@@ -43,6 +43,11 @@ internal sealed class StreamReadLoop
     private long _entriesBehind;
     private bool _rightsChecked;
 
+    // Entries asked per XREAD: ReadCount, cut to a quarter after a read timed out (huge entries, a busy machine: the
+    // same read would time out again and again, and the reader would never move on), doubled back after each read
+    // that worked. Used by the loop only.
+    private int _readCount;
+
     // The Redis epoch the reader positioned in, and the one it reads now (used by the loop only).
     private string? _positionedEpoch;
     private string? _readerEpoch;
@@ -121,7 +126,11 @@ internal sealed class StreamReadLoop
                 // XREAD that wakes up may answer with only the stream that woke it (Redis 7.0 does), though the other
                 // got entries just after: so the blocking read asks for one entry, the earliest appended since it
                 // began (whichever stream got it), which is safe to handle at once; the rest is read without BLOCK.
-                var count = _node.Options.ReadCount;
+                if (_readCount == 0)
+                {
+                    _readCount = _node.Options.ReadCount;
+                }
+                var count = _readCount;
                 var result = await db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 if (result.IsNull)
                 {
@@ -138,6 +147,10 @@ internal sealed class StreamReadLoop
                 if (!result.IsNull)
                 {
                     await ProcessAsync(result, count);
+                    if (count == _readCount && _readCount < _node.Options.ReadCount)
+                    {
+                        _readCount = Math.Min(_node.Options.ReadCount, _readCount * 2);
+                    }
                 }
             }
             catch (InvalidOperationException ex) when (PermissionCheck.IsMissingRights(ex))
@@ -154,6 +167,11 @@ internal sealed class StreamReadLoop
                 attempt++;
                 _firstAttempt.TrySetResult();
                 _node.Instruments.ReadErrors.Add(1);
+                if (ex is RedisTimeoutException && _readCount > 1)
+                {
+                    _readCount = Math.Max(1, _readCount / 4);
+                    Log.ReadCountReduced(_node.Logger, _node.Keys.StreamName, _readCount);
+                }
                 var delay = Retry.Backoff(attempt);
                 Log.ReadFailed(_node.Logger, ex, _node.Keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
                 try
@@ -439,6 +457,8 @@ internal sealed class StreamReadLoop
         _node.Instruments.ReadLag.Record(lag);
     }
 
+    private const string CountAheadScript = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])";
+
     /// <summary>Counts the entries after the cursor (up to 1 000), for the lag gauge; called with each heartbeat.</summary>
     public async Task SampleEntriesBehindAsync()
     {
@@ -448,7 +468,8 @@ internal sealed class StreamReadLoop
         {
             return;
         }
-        var ahead = await _commandDatabase().StreamRangeAsync(_node.Keys.Stream, "(" + cursor, "+", count: Cap);
-        Interlocked.Exchange(ref _entriesBehind, ahead.Length);
+        // Counted in Redis: the entries themselves (up to 1 000 batches of packets) never cross the network.
+        var ahead = await _commandDatabase().ScriptEvaluateAsync(CountAheadScript, [_node.Keys.Stream], ["(" + cursor, Cap]);
+        Interlocked.Exchange(ref _entriesBehind, (long)ahead);
     }
 }

@@ -62,6 +62,9 @@ internal static partial class Log
     [LoggerMessage(19, LogLevel.Information, "Reading stream '{Stream}' recovered after {Attempts} failed attempts; resuming after {Cursor}.")]
     public static partial void ReadRecovered(ILogger logger, string stream, int attempts, string cursor);
 
+    [LoggerMessage(28, LogLevel.Warning, "Reading stream '{Stream}' timed out; the next reads ask for {Count} entries at a time (growing back after each read that works).")]
+    public static partial void ReadCountReduced(ILogger logger, string stream, int count);
+
     [LoggerMessage(20, LogLevel.Information, "Publishing recovered after {Attempts} failed attempts.")]
     public static partial void PublishRecovered(ILogger logger, int attempts);
 
