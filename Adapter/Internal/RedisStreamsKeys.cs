@@ -2,11 +2,21 @@ using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
 
-/// <summary>Every Redis key the backplane touches, built in one place. All of them start with
-/// <c>KeyPrefix + StreamName</c>, so a stream name with a hash tag (e.g. <c>"{chat}"</c>) keeps them in one cluster slot.</summary>
-internal sealed class RedisStreamsKeys(string prefix, string streamName)
+/// <summary>Every Redis key of one stream (one shard, see <see cref="StreamShards"/>), built in one place. All of them
+/// start with the same hash tag, <c>{KeyPrefix + StreamName}</c> for a single stream (or the name as it is when it
+/// already holds a tag), so that every script's keys share one Redis Cluster slot.</summary>
+internal sealed class RedisStreamsKeys
 {
-    private readonly string _base = prefix + streamName;
+    private readonly string _base;
+
+    /// <summary>The keys of the single stream of <paramref name="prefix"/> + <paramref name="streamName"/>.</summary>
+    public RedisStreamsKeys(string prefix, string streamName)
+        : this(StreamShards.Base(prefix + streamName, 0, 1))
+    {
+    }
+
+    /// <summary>The keys that start with <paramref name="keyBase"/> (which holds the hash tag).</summary>
+    internal RedisStreamsKeys(string keyBase) => _base = keyBase;
 
     /// <summary>The stream itself.</summary>
     public RedisKey Stream => _base;

@@ -28,7 +28,7 @@ public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelpe
         using var forged = new CounterTotal("signalr.redis_streams.forged");
         using var duplicates = new CounterTotal("signalr.redis_streams.duplicates_dropped");
         using var unknownHub = new CounterTotal("signalr.redis_streams.unknown_hub");
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         var node1 = cluster.Nodes[1].Services.GetRequiredService<BackplaneNode>().NodeId;
 
         // Legitimate traffic from both nodes, all the while.
