@@ -344,11 +344,13 @@ internal sealed class StreamPublisher
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
                 {
+                    // Redis lost entries of this channel; when it lost them all at once (a replica promoted without
+                    // the last writes), it lost the latest of this node's other channels too: all are repaired in one
+                    // plan, in their first order across channels, or a connection could get them out of order.
                     var stuck = _appends[next];
-                    await RepairAsync(db, new Dictionary<string, ChannelLoss>(StringComparer.Ordinal)
-                    {
-                        [stuck.Channel] = new(result.LastSequence, stuck.Entry.Sequence),
-                    });
+                    var losses = await FindLossesAsync(db);
+                    losses[stuck.Channel] = new(result.LastSequence, stuck.Entry.Sequence);
+                    await RepairAsync(db, losses);
                 }
                 if (attempt > 0)
                 {
@@ -577,6 +579,17 @@ internal sealed class StreamPublisher
     /// the inboxes of nodes that are gone) and republishes from the replay window what Redis lacks.</summary>
     private async Task RepairChannelsAsync(IDatabase db)
     {
+        var losses = await FindLossesAsync(db);
+        if (losses.Count > 0)
+        {
+            await RepairAsync(db, losses);
+        }
+    }
+
+    /// <summary>Per channel this node wrote to (but the inboxes of nodes that are gone), what Redis lacks of what it
+    /// confirmed.</summary>
+    private async Task<Dictionary<string, ChannelLoss>> FindLossesAsync(IDatabase db)
+    {
         var channels = _confirmed.Where(c => c.Value > 0 && (c.Key.Length == 0 || !_isGone(c.Key))).ToList();
         var lasts = new Task<RedisValue>[channels.Count];
         for (var i = 0; i < channels.Count; i++)
@@ -595,10 +608,7 @@ internal sealed class StreamPublisher
                 losses[channel] = new ChannelLoss(last, confirmed + 1);
             }
         }
-        if (losses.Count > 0)
-        {
-            await RepairAsync(db, losses);
-        }
+        return losses;
     }
 
     /// <summary>Per channel, Redis holds a lower last number for this node than the next one to append: entries were
