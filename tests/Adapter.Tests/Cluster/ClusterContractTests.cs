@@ -58,6 +58,7 @@ public sealed class ClusterContractTests(RedisClusterFixture redis, ITestOutputH
         }
         await cluster.FlushAsync(clients);
         Assert.All(clients, c => Assert.Equal(3, c.Texts.Count(t => t.StartsWith("from-", StringComparison.Ordinal))));
+        Assert.Equal(3, Enumerable.Range(0, 3).Select(i => cluster.Backplane(i).SendShard).Distinct().Count());
         var lengths = await cluster.StreamLengthsAsync(redis.Cluster);
         Assert.True(lengths.All(l => l > 0), $"every stream carries entries ({ClusterNodes.Show(lengths)})");
     }

@@ -95,6 +95,7 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
                     if (numbers[i] < numbers[i - 1])
                     {
                         output.WriteLine($"out of order at {client} from {sender.Name}: {string.Join(' ', numbers.Skip(Math.Max(0, i - 8)).Take(16))}");
+                        output.WriteLine($"nodes: {string.Join(", ", nodeIds.Select((n, k) => k + "=" + n))}");
                     }
                 }
             }

@@ -6,8 +6,9 @@ using Xunit.Abstractions;
 
 namespace SignalR.RedisStreams.Tests.Cluster;
 
-/// <summary>Starts backplane nodes on a Redis Cluster with <see cref="StreamCount"/> streams, node <c>i</c> sending on
-/// stream <c>i % StreamCount</c> (its id is picked so), so that every stream carries a sender's packets.</summary>
+/// <summary>Starts backplane nodes on a Redis Cluster with <see cref="StreamCount"/> streams, the <c>i</c>-th node to be
+/// configured sending on stream <c>i % StreamCount</c> (its id is picked so; nodes start in parallel, so which node
+/// gets which stream varies), so that every stream carries a sender's packets.</summary>
 internal static class ClusterNodes
 {
     public const int StreamCount = 3;
