@@ -36,6 +36,11 @@ internal sealed class RedisStreamsKeys
     /// <summary>Hash: node id → last sequence number that node appended (makes publishing idempotent and ordered).</summary>
     public RedisKey Sequences => _base + ":seq";
 
+    /// <summary>Hash: node id → the sum of that node's last sequence numbers over every channel of this stream (kept by
+    /// the append script), so that an append to one channel notices that Redis lost the node's latest entries on
+    /// another (a replica promoted without them).</summary>
+    public RedisKey Totals => _base + ":seq-total";
+
     /// <summary>Stream: the inbox of one node, where packets addressed to that node (or to one of its connections) go,
     /// so that no other node reads them.</summary>
     public RedisKey Inbox(string node) => _base + ":node:" + node;

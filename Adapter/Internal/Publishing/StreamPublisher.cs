@@ -48,6 +48,7 @@ internal sealed class StreamPublisher
     private readonly HashSet<string> _forceNext = new(StringComparer.Ordinal);
     private readonly List<string> _unknownOwners = [];
     private int _checkChannels;
+    private long _expectedTotal; // this node's total in Redis as last answered (0: no check); see AppendOutcome.BehindElsewhere
 
     public StreamPublisher(
         NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Func<string, bool> isGone,
@@ -305,7 +306,23 @@ internal sealed class StreamPublisher
                 {
                     traced = _appends[i].Item.Activity is not null;
                 }
-                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced);
+                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced,
+                    expectedTotal: _expectedTotal);
+                if (result.Outcome == AppendOutcome.BehindElsewhere)
+                {
+                    // Redis lost some of this node's latest entries (a replica promoted without them): every channel
+                    // is repaired before anything new is appended, then the batch is appended without the check.
+                    Interlocked.Exchange(ref _checkChannels, 0);
+                    _forceNext.UnionWith(forced?.Select(f => f.Channel) ?? []);
+                    var lost = await FindLossesAsync(db);
+                    if (lost.Count > 0)
+                    {
+                        await RepairAsync(db, lost);
+                    }
+                    _expectedTotal = 0;
+                    continue;
+                }
+                _expectedTotal = result.Total;
                 var first = next;
                 var now = Stopwatch.GetTimestamp();
                 for (var k = 0; k < result.Handled; k++)
@@ -340,6 +357,7 @@ internal sealed class StreamPublisher
                 _node.Instruments.Published.Add(next - first);
                 if (result.Outcome == AppendOutcome.EpochChanged)
                 {
+                    _expectedTotal = 0;
                     await _epoch.RefreshAsync(_stopping);
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
@@ -663,9 +681,11 @@ internal sealed class StreamPublisher
             var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: false);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
+                _expectedTotal = 0;
                 await _epoch.RefreshAsync(_stopping);
                 return;
             }
+            _expectedTotal = result.Total;
             _forceNext.UnionWith(plan.ForceNextChannels);
         }
         finally
