@@ -41,7 +41,7 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
         });
 
     /// <summary>Known open issue (README, "Redis Cluster"): a frozen master that wakes up after its replica took over
-    /// still runs the commands queued on its sockets before it learns it was demoted, and in about one run of four one
+    /// still runs the commands queued on its sockets before it learns it was demoted, and in some runs one
     /// direct message of the faulted sender reached its connection after a broadcast sent after it. Nothing is lost or
     /// duplicated; the test allows that one reordered message and fails on a second.</summary>
     [Fact]
