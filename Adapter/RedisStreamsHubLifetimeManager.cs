@@ -121,7 +121,16 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     public override Task SendConnectionAsync(string connectionId, string methodName, object?[] args, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(connectionId);
-        return SendConnectionsAsync([connectionId], methodName, args, cancellationToken);
+        if (_recovery is null && _connections.ContainsKey(connectionId))
+        {
+            return SendConnectionsAsync([connectionId], methodName, args, cancellationToken);
+        }
+        // A connection of another node (the common case of a direct send): straight to the publisher, with no async
+        // frame, target list or enumerator of its own.
+        return PublishAsync(new StreamEntry
+        {
+            Kind = EntryKind.Connections, Node = _node.NodeId, Hub = HubName, Targets = [connectionId], Messages = Serialize(methodName, args),
+        }, cancellationToken);
     }
 
     /// <inheritdoc />
@@ -131,8 +140,9 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         var message = Invocation(methodName, args);
         SerializedHubMessage? serialized = null; // serialized once per protocol, however many local targets
         List<string>? remote = null;
-        foreach (var id in connectionIds)
+        for (var i = 0; i < connectionIds.Count; i++)
         {
+            var id = connectionIds[i];
             // With recovery on, a local target too gets the packet through the stream: it needs a position.
             if (_recovery is null && _connections.TryGetValue(id, out var local))
             {
@@ -480,9 +490,10 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
     private ValueTask<int> WriteToConnections(StreamEntry entry)
     {
         var fan = new FanOut(entry);
-        foreach (var id in entry.Targets)
+        var targets = entry.Targets;
+        for (var i = 0; i < targets.Count; i++)
         {
-            if (_connections.TryGetValue(id, out var connection))
+            if (_connections.TryGetValue(targets[i], out var connection))
             {
                 fan.Write(this, connection);
             }

@@ -6,6 +6,10 @@ namespace SignalR.RedisStreams.Internal;
 internal sealed class LocalIndex
 {
     private readonly Dictionary<string, HashSet<HubConnectionContext>> _members = new(StringComparer.Ordinal);
+
+    /// <summary>Per key, its members as an array that is never changed once made (made again after a change of the
+    /// key's members): a send to one group or user copies nothing. Membership changes far less often than sends.</summary>
+    private readonly Dictionary<string, HubConnectionContext[]> _snapshots = new(StringComparer.Ordinal);
     private readonly Lock _lock = new();
 
     public void Add(string key, HubConnectionContext connection)
@@ -17,6 +21,7 @@ internal sealed class LocalIndex
                 _members[key] = set = [];
             }
             set.Add(connection);
+            _snapshots.Remove(key);
         }
     }
 
@@ -24,9 +29,13 @@ internal sealed class LocalIndex
     {
         lock (_lock)
         {
-            if (_members.TryGetValue(key, out var set) && set.Remove(connection) && set.Count == 0)
+            if (_members.TryGetValue(key, out var set) && set.Remove(connection))
             {
-                _members.Remove(key);
+                _snapshots.Remove(key);
+                if (set.Count == 0)
+                {
+                    _members.Remove(key);
+                }
             }
         }
     }
@@ -38,9 +47,13 @@ internal sealed class LocalIndex
             List<string>? empty = null;
             foreach (var (key, set) in _members)
             {
-                if (set.Remove(connection) && set.Count == 0)
+                if (set.Remove(connection))
                 {
-                    (empty ??= []).Add(key);
+                    _snapshots.Remove(key);
+                    if (set.Count == 0)
+                    {
+                        (empty ??= []).Add(key);
+                    }
                 }
             }
             empty?.ForEach(k => _members.Remove(k));
@@ -54,7 +67,15 @@ internal sealed class LocalIndex
         {
             if (keys.Count == 1)
             {
-                return _members.TryGetValue(keys[0], out var one) ? [.. one] : [];
+                if (_snapshots.TryGetValue(keys[0], out var snapshot))
+                {
+                    return snapshot;
+                }
+                if (!_members.TryGetValue(keys[0], out var one))
+                {
+                    return [];
+                }
+                return _snapshots[keys[0]] = [.. one];
             }
             var result = new HashSet<HubConnectionContext>();
             foreach (var key in keys)

@@ -65,7 +65,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         }
         Reader = new ShardReaders(readers);
         Publisher = new StreamPublisher(new NodeContext(NodeId, _options, ShardKeys[SendShard], _logger, Instruments), _epochs[SendShard],
-            CommandDatabase, Registry, Membership.IsGone, Reader.Positioned, _stopping.Token);
+            CommandDatabase, Registry, Reader.Positioned, _stopping.Token);
     }
 
     public string NodeId { get; }

@@ -25,6 +25,20 @@ internal sealed class ReplayWindow(TimeSpan window, int maxCount)
         Volatile.Write(ref _count, _entries.Count);
     }
 
+    /// <summary>Whether the window holds an entry appended to <paramref name="channel"/>: only those channels have
+    /// anything to republish.</summary>
+    public bool Holds(string channel)
+    {
+        foreach (var entry in _entries)
+        {
+            if (entry.Channel == channel)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
     /// <summary>Redis holds <paramref name="last"/> as this node's last sequence number on <paramref name="channel"/>,
     /// but <paramref name="next"/> is the one to append there: the numbers between were lost. Plans their republication
     /// from the window, in order; an entry after a hole the window cannot fill must be forced past it.</summary>

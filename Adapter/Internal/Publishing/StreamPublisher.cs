@@ -32,7 +32,6 @@ internal sealed class StreamPublisher
     private readonly RedisEpoch _epoch;
     private readonly Func<IDatabase> _database;
     private readonly ConnectionRegistry _registry;
-    private readonly Func<string, bool> _isGone;
     private readonly Task _readerPositioned;
     private readonly CancellationToken _stopping;
     private readonly Outbox _outbox;
@@ -50,15 +49,17 @@ internal sealed class StreamPublisher
     private int _checkChannels;
     private long _expectedTotal; // this node's total in Redis as last answered (0: no check); see AppendOutcome.BehindElsewhere
 
+    // The epoch of the Redis that holds what _confirmed counts (null before the first append). Used by the publish loop
+    // only: an append in another epoch first repairs every channel, whoever noticed the restart first.
+    private string? _confirmedEpoch;
+
     public StreamPublisher(
-        NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Func<string, bool> isGone,
-        Task readerPositioned, CancellationToken stopping)
+        NodeContext node, RedisEpoch epoch, Func<IDatabase> database, ConnectionRegistry registry, Task readerPositioned, CancellationToken stopping)
     {
         _node = node;
         _epoch = epoch;
         _database = database;
         _registry = registry;
-        _isGone = isGone;
         _readerPositioned = readerPositioned;
         _stopping = stopping;
         _outbox = new Outbox(node.Options.OutboxCapacity, node.Options.PublishTimeout, Expired);
@@ -281,24 +282,31 @@ internal sealed class StreamPublisher
                     routed = true;
                 }
                 var db = _database();
-                if (Interlocked.Exchange(ref _checkChannels, 0) == 1)
+                // Every channel is repaired before anything new is appended, whichever way the loss was found: the
+                // restart reported (by the reader, maybe, which may have read the new epoch first), or an epoch other
+                // than the one the confirmed entries went to. Appending a new packet to one channel before another
+                // channel's older packets are back would put them after it in the merged order.
+                var epoch = await _epoch.CurrentAsync(_stopping);
+                while (Interlocked.Exchange(ref _checkChannels, 0) == 1 || (_confirmedEpoch is not null && _confirmedEpoch != epoch))
                 {
                     try
                     {
-                        await RepairChannelsAsync(db);
+                        await RepairChannelsAsync(db, stuck: null);
                     }
                     catch
                     {
                         Volatile.Write(ref _checkChannels, 1);
                         throw;
                     }
+                    // Redis restarted again meanwhile (the repair's append found another epoch): repair again.
+                    _confirmedEpoch = epoch;
+                    epoch = await _epoch.CurrentAsync(_stopping);
                 }
                 if (next >= _appends.Count)
                 {
                     break;
                 }
 
-                var epoch = await _epoch.CurrentAsync(_stopping);
                 var entries = BuildEntries(next, out forced);
                 // The new entries' ids are only wanted for traces.
                 var traced = false;
@@ -310,17 +318,18 @@ internal sealed class StreamPublisher
                     expectedTotal: _expectedTotal);
                 if (result.Outcome == AppendOutcome.BehindElsewhere)
                 {
-                    // Redis lost some of this node's latest entries (a replica promoted without them): every channel
-                    // is repaired before anything new is appended, then the batch is appended without the check.
-                    Interlocked.Exchange(ref _checkChannels, 0);
+                    // Redis lost some of this node's latest entries on some channel (a replica promoted without them):
+                    // nothing was appended; every channel is repaired before anything new is, then the batch is
+                    // appended without the check.
                     _forceNext.UnionWith(forced?.Select(f => f.Channel) ?? []);
-                    var lost = await FindLossesAsync(db);
-                    if (lost.Count > 0)
-                    {
-                        await RepairAsync(db, lost);
-                    }
+                    await RepairChannelsAsync(db, stuck: null);
+                    _confirmedEpoch = epoch;
                     _expectedTotal = 0;
                     continue;
+                }
+                if (result.Outcome != AppendOutcome.EpochChanged)
+                {
+                    _confirmedEpoch = epoch;
                 }
                 _expectedTotal = result.Total;
                 var first = next;
@@ -362,13 +371,11 @@ internal sealed class StreamPublisher
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
                 {
-                    // Redis lost entries of this channel; when it lost them all at once (a replica promoted without
-                    // the last writes), it lost the latest of this node's other channels too: all are repaired in one
-                    // plan, in their first order across channels, or a connection could get them out of order.
+                    // Redis lost entries of this channel (a replica promoted without them, say): it may have lost
+                    // some of the other channels too, and they are all put back, in their first order, before the
+                    // stuck entry and anything after it.
                     var stuck = _appends[next];
-                    var losses = await FindLossesAsync(db);
-                    losses[stuck.Channel] = new(result.LastSequence, stuck.Entry.Sequence);
-                    await RepairAsync(db, losses);
+                    await RepairChannelsAsync(db, (stuck.Channel, new ChannelLoss(result.LastSequence, stuck.Entry.Sequence)));
                 }
                 if (attempt > 0)
                 {
@@ -460,11 +467,12 @@ internal sealed class StreamPublisher
         {
             if (item.Entry.Kind == EntryKind.Connections)
             {
-                foreach (var target in item.Entry.Targets)
+                var targets = item.Entry.Targets;
+                for (var i = 0; i < targets.Count; i++)
                 {
-                    if (!_registry.TryGetKnownOwner(target, out _))
+                    if (!_registry.TryGetKnownOwner(targets[i], out _))
                     {
-                        _unknownOwners.Add(target);
+                        _unknownOwners.Add(targets[i]);
                     }
                 }
             }
@@ -542,9 +550,9 @@ internal sealed class StreamPublisher
         var entry = item.Entry;
         string? single = null;
         var several = false;
-        foreach (var target in entry.Targets)
+        for (var i = 0; i < entry.Targets.Count; i++)
         {
-            var owner = _registry.TryGetKnownOwner(target, out var known) ? known : "";
+            var owner = _registry.TryGetKnownOwner(entry.Targets[i], out var known) ? known : "";
             if (single is null)
             {
                 single = owner;
@@ -593,22 +601,16 @@ internal sealed class StreamPublisher
         _appends.Add(new Append(item, entry, channel, StreamEntryFormat.EncodePacket(entry, _payload)));
     }
 
-    /// <summary>After Redis restarted empty: asks Redis for this node's last number on every channel it wrote to (but
-    /// the inboxes of nodes that are gone) and republishes from the replay window what Redis lacks.</summary>
-    private async Task RepairChannelsAsync(IDatabase db)
+    /// <summary>Redis lost entries (it restarted empty, or an append found its channel's predecessors missing): asks
+    /// Redis for this node's last number on every channel the replay window holds entries of, the inboxes of nodes it
+    /// thinks gone included (a node silent for a while may still be reading), and republishes from the replay window
+    /// what Redis lacks, all channels in one plan. <paramref name="stuck"/> is the loss an append already found, if
+    /// any.</summary>
+    private async Task RepairChannelsAsync(IDatabase db, (string Channel, ChannelLoss Loss)? stuck)
     {
-        var losses = await FindLossesAsync(db);
-        if (losses.Count > 0)
-        {
-            await RepairAsync(db, losses);
-        }
-    }
-
-    /// <summary>Per channel this node wrote to (but the inboxes of nodes that are gone), what Redis lacks of what it
-    /// confirmed.</summary>
-    private async Task<Dictionary<string, ChannelLoss>> FindLossesAsync(IDatabase db)
-    {
-        var channels = _confirmed.Where(c => c.Value > 0 && (c.Key.Length == 0 || !_isGone(c.Key))).ToList();
+        // A channel the window holds nothing of has nothing to republish: its loss, if any, is found (and its next entry
+        // forced past it) when this node next appends there.
+        var channels = _confirmed.Where(c => c.Value > 0 && c.Key != stuck?.Channel && _window.Holds(c.Key)).ToList();
         var lasts = new Task<RedisValue>[channels.Count];
         for (var i = 0; i < channels.Count; i++)
         {
@@ -617,6 +619,10 @@ internal sealed class StreamPublisher
         }
         await Task.WhenAll(lasts);
         var losses = new Dictionary<string, ChannelLoss>(StringComparer.Ordinal);
+        if (stuck is { } found)
+        {
+            losses[found.Channel] = found.Loss;
+        }
         for (var i = 0; i < channels.Count; i++)
         {
             var (channel, confirmed) = channels[i];
@@ -626,7 +632,10 @@ internal sealed class StreamPublisher
                 losses[channel] = new ChannelLoss(last, confirmed + 1);
             }
         }
-        return losses;
+        if (losses.Count > 0)
+        {
+            await RepairAsync(db, losses);
+        }
     }
 
     /// <summary>Per channel, Redis holds a lower last number for this node than the next one to append: entries were

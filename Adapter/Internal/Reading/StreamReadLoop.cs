@@ -43,6 +43,10 @@ internal sealed class StreamReadLoop
     private long _entriesBehind;
     private bool _rightsChecked;
 
+    // The Redis epoch the reader positioned in, and the one it reads now (used by the loop only).
+    private string? _positionedEpoch;
+    private string? _readerEpoch;
+
     public StreamReadLoop(
         NodeContext node, RedisEpoch epoch, Func<IDatabase> readerDatabase, Func<IDatabase> commandDatabase,
         EntryHandler handle, Action<string> senderHeard, Action recovered, CancellationToken stopping)
@@ -81,7 +85,6 @@ internal sealed class StreamReadLoop
     {
         var db = _readerDatabase();
         var attempt = 0;
-        string? readerEpoch = null;
         var blockMs = (long)_node.Options.ReadBlockTime.TotalMilliseconds;
         while (!_stopping.IsCancellationRequested)
         {
@@ -93,24 +96,25 @@ internal sealed class StreamReadLoop
                     await PermissionCheck.RunAsync(_commandDatabase(), _node.Keys, _node.Options);
                     _rightsChecked = true;
                 }
-                if (readerEpoch is null || attempt > 0)
+                if (_readerEpoch is null || attempt > 0)
                 {
                     // First start, or after an error: is this still the Redis (and stream) we were reading?
                     var epoch = await _epoch.RefreshAsync(_stopping);
-                    if (readerEpoch is null)
+                    if (_readerEpoch is null)
                     {
+                        _positionedEpoch = epoch;
                         _cursor = await StartPosition.ResolveAsync(_commandDatabase(), _node.Keys, _sequences);
                         Log.ReaderPositioned(_node.Logger, _node.NodeId, _node.Keys.StreamName, _cursor);
                         _positioned.TrySetResult();
                         _firstAttempt.TrySetResult();
                     }
-                    else if (epoch != readerEpoch)
+                    else if (epoch != _readerEpoch)
                     {
                         // Restarted empty: the old ids mean nothing now.
                         _cursor = StartPosition.AfterEmptyRestart;
                         _inboxCursor = StartPosition.AfterEmptyRestart;
                     }
-                    readerEpoch = epoch;
+                    _readerEpoch = epoch;
                 }
 
                 // A read without BLOCK answers from one instant of both streams, which the merge by id needs. A blocked
@@ -283,6 +287,7 @@ internal sealed class StreamReadLoop
             RecordLag(entryId);
         }
         var positions = parsed && _node.Options.ConnectionStateRecovery;
+        string? heard = null;
         for (var p = 0; p < _packets.Count; p++)
         {
             StreamEntry entry;
@@ -311,10 +316,19 @@ internal sealed class StreamReadLoop
                 continue;
             }
 
-            _senderHeard(entry.Node);
+            if (!ReferenceEquals(entry.Node, heard))
+            {
+                // Once per entry (its packets share one sender, whose id the string cache gives as one instance).
+                _senderHeard(entry.Node);
+                heard = entry.Node;
+            }
             if (entry.Sequence > 0)
             {
-                if (!sequences.Accept(entry.Node, entry.Sequence, entry.SequenceRestarts, out var missing))
+                // A sender's numbering that restarts after Redis lost its entries is no gap for a reader that was not
+                // there when they were appended: one positioned since (in this epoch) and that never read the sender.
+                // A reader that has read through an empty restart was there, and reports what it never got.
+                var restartUnseen = entry.SequenceRestarts && _readerEpoch == _positionedEpoch;
+                if (!sequences.Accept(entry.Node, entry.Sequence, restartUnseen, out var missing))
                 {
                     _node.Instruments.Duplicates.Add(1);
                     continue;

@@ -383,17 +383,18 @@ internal static class StreamEntryFormat
         public void WriteStrings(IReadOnlyList<string> values)
         {
             WriteVarint((ulong)values.Count);
-            foreach (var value in values)
+            for (var i = 0; i < values.Count; i++)
             {
-                WriteString(value);
+                WriteString(values[i]);
             }
         }
 
         public void WriteMessages(IReadOnlyList<SerializedMessage> messages)
         {
             WriteVarint((ulong)messages.Count);
-            foreach (var message in messages)
+            for (var i = 0; i < messages.Count; i++)
             {
+                var message = messages[i];
                 WriteString(message.ProtocolName);
                 WriteBytes(message.Serialized.Span);
             }

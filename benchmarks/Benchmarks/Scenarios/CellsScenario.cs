@@ -159,6 +159,12 @@ internal static class CellsScenario
     public static IReadOnlyList<Cell> Cells { get; } = Only(Environment.GetEnvironmentVariable("BENCH_CELLS"),
         [Cell.Broadcast64, Cell.Broadcast1K, Cell.Groups, Cell.Direct, Cell.FixedRate, Cell.PublishPath]);
 
+    /// <summary>The subjects this scenario runs; the environment variable <c>BENCH_SUBJECTS</c> (e.g. <c>Ours</c>) keeps
+    /// only some, so that a profiler attached to the process sees one backplane only (the report then lacks ratios).</summary>
+    private static HashSet<Subject> Subjects { get; } = Environment.GetEnvironmentVariable("BENCH_SUBJECTS") is { Length: > 0 } subjects
+        ? subjects.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(n => Enum.Parse<Subject>(n, ignoreCase: true)).ToHashSet()
+        : [Subject.Ours, Subject.Microsoft, Subject.Ceiling];
+
     private static Cell[] Only(string? names, Cell[] all)
     {
         if (string.IsNullOrWhiteSpace(names))
@@ -189,7 +195,7 @@ internal static class CellsScenario
                 (Subject.Ours, Backplane.RedisStreams, settings.Servers, settings.ClientsPerServer),
                 (Subject.Microsoft, Backplane.MicrosoftPubSub, settings.Servers, settings.ClientsPerServer),
                 (Subject.Ceiling, Backplane.None, 1, settings.TotalClients),
-            })
+            }.Where(s => Subjects.Contains(s.Item1)))
             {
                 var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name, servers, perServer, log);
                 var deployment = new CellDeployment(subject, cluster, settings, Cells);
@@ -200,7 +206,7 @@ internal static class CellsScenario
                 setup.Add((subject, servers, cluster.Clients.Count, cluster.ConnectSeconds, cluster.StartSeconds));
             }
 
-            foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) })
+            foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) }.Where(s => Subjects.Contains(s.Item1)))
             {
                 // The publish-path cell: one node, no clients, its own stream / channel prefix.
                 var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name + "-pub", 1, 0, log);

@@ -218,7 +218,8 @@ internal sealed class SoakAccount
                     if (account.LostExamples.Count < 20)
                     {
                         account.LostExamples.Add($"client {client.Id} on node {client.Node.Index}.{client.Node.Incarnation}{(closed != 0 ? " (killed later)" : "")} " +
-                                                 $"lacks #{message.Seq} ({message.Kind}) from client {message.Sender} on node {message.SenderNode}");
+                                                 $"lacks #{message.Seq} ({message.Kind}) from client {message.Sender} on node {message.SenderNode}, " +
+                                                 $"sent at {WallClock(message.Start):HH:mm:ss.fff} (got up to #{highest.GetValueOrDefault(message.Sender)} from that client)");
                     }
                 }
             }
@@ -226,6 +227,9 @@ internal sealed class SoakAccount
 
         return account;
     }
+
+    /// <summary>The local wall-clock time of a <see cref="Stopwatch"/> timestamp (UTC, as the log lines show it).</summary>
+    private static DateTime WallClock(long timestamp) => DateTime.UtcNow - Stopwatch.GetElapsedTime(timestamp);
 
     /// <summary>Redis restarted without its data after the message was sent, and the sender's node was killed from just
     /// before that restart to 15 s after it: the node may have died before publishing its replay window again.</summary>

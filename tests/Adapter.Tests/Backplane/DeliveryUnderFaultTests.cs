@@ -106,6 +106,95 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         Assert.Equal(sender.NodeId, (await PacketsInAsync(redis, inbox)).Select(p => p.Node).Distinct().Single());
     }
 
+    /// <summary>The same when the other node went silent long enough to be judged gone (a node frozen past the heartbeat
+    /// timeout, say, which may still be alive and read later): its inbox is republished too, and before anything new,
+    /// so the entries keep their place in the merged order (ids lower than the next packet's on the shared stream). A
+    /// node that skipped the inboxes of nodes it thought gone republished them only when it next wrote to them, after
+    /// newer shared packets: their reader then got the older direct packets after the newer ones.</summary>
+    [Fact]
+    public async Task After_Redis_restarted_empty_a_node_republishes_the_inbox_of_a_node_it_judged_gone_before_anything_new()
+    {
+        await using var redis = await RedisServer.StartAsync(persistent: false);
+        await using var cluster = await TestCluster.StartAsync(redis, 1, HubProtocolKind.Json, output);
+        var sender = cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>();
+        var stream = cluster.StreamKey;
+        var inbox = stream + ":node:ghost";
+        await redis.ExecuteAsync("HSET", stream + ":connections", "ghost-connection", "ghost");
+        // The ghost speaks once (a heartbeat on the shared stream), then never again.
+        await using (var connection = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString))
+        {
+            await connection.GetDatabase().StreamAddAsync(
+                stream, Internal.StreamEntryFormat.Encode(new Internal.StreamEntry { Kind = Internal.EntryKind.Heartbeat, Node = "ghost" }));
+        }
+        await Eventually.TrueAsync(() => sender.Membership.LiveNodes.Contains("ghost"), "the sender hears the ghost");
+        for (var k = 1; k <= 3; k++)
+        {
+            await cluster.Hub(0).Clients.Client("ghost-connection").SendAsync(TestClient.SendMethod, $"direct-{k}");
+        }
+        Assert.Equal([1L, 2L, 3L], await SequencesInAsync(redis, inbox));
+        await Eventually.TrueAsync(() => sender.Membership.IsGone("ghost"), "the sender judges the silent ghost gone");
+
+        await redis.KillAsync();
+        await redis.RestartAsync();
+        await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "after the restart");
+
+        await Eventually.TrueAsync(async () => (await SequencesInAsync(redis, inbox)).Count == 3, "the gone node's inbox is republished");
+        Assert.Equal([1L, 2L, 3L], await SequencesInAsync(redis, inbox));
+        await using var reader = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(redis.ConnectionString);
+        var lastInboxId = Internal.StreamId.Parse((await reader.GetDatabase().StreamRangeAsync(inbox))[^1].Id!);
+        var shared = await reader.GetDatabase().StreamRangeAsync(stream);
+        var afterRestart = shared.Last(e => PacketsOf(e).Any(p => p.Kind == Internal.EntryKind.All));
+        Assert.True(lastInboxId.CompareTo(Internal.StreamId.Parse(afterRestart.Id!)) < 0,
+            $"the republished inbox (last id {lastInboxId}) comes before the broadcast sent after the restart ({afterRestart.Id})");
+    }
+
+    /// <summary>A node that was reading when a sender appended reports what Redis lost of it for good (older than the
+    /// sender's replay window) as a gap, even when it never read a packet of that sender: the sender's numbering restarts
+    /// without a gap only for nodes positioned since. Node B is frozen (its Redis hop drops every reply) before node A
+    /// starts and sends five messages; Redis restarts empty; A keeps only its last append (ReplayWindow zero), so it
+    /// republishes that one and jumps over the four before it; B, thawed, must count those four as missing.</summary>
+    [Fact]
+    public async Task A_node_that_read_through_an_empty_restart_reports_what_a_sender_lost_beyond_its_window_as_a_gap()
+    {
+        await using var redis = await RedisServer.StartAsync(persistent: false);
+        await using var hop = CuttableProxy.Start($"http://127.0.0.1:{redis.Port}");
+        await using var cluster = await TestCluster.StartAsync(
+            redis, 1, HubProtocolKind.Json, output, connectionString: $"127.0.0.1:{hop.Port},abortConnect=false");
+        var b = cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>();
+        using var gaps = new CounterTotal("signalr.redis_streams.gap_entries", b.NodeId);
+        await using var client = await cluster.ConnectAsync(0);
+
+        hop.Freeze();
+        await using var a = await TestNode.StartAsync(1, redis.ConnectionString, o =>
+        {
+            TestCluster.ApplyTestDefaults(o, TestCluster.NewIsolationId());
+            o.StreamName = cluster.StreamName;
+            o.KeyPrefix = cluster.KeyPrefix;
+            o.ReplayWindow = TimeSpan.Zero;
+        }, output);
+        for (var k = 1; k <= 5; k++)
+        {
+            await a.HubContext.Clients.All.SendAsync(TestClient.SendMethod, $"a-{k}");
+        }
+
+        await redis.KillAsync();
+        await redis.RestartAsync();
+        await a.HubContext.Clients.All.SendAsync(TestClient.SendMethod, "a-6");
+        hop.Thaw();
+        hop.Cut();
+
+        await Eventually.TrueAsync(() => client.Texts.Contains("a-6"), "B's client gets what A sent after the restart", TimeSpan.FromSeconds(30));
+        Assert.Equal(["a-5", "a-6"], client.Texts.Where(t => t.StartsWith("a-", StringComparison.Ordinal)).ToArray());
+        Assert.True(gaps.Total >= 4, $"B reports A's four lost messages as a gap (counted {gaps.Total})");
+    }
+
+    private static List<Internal.StreamEntry> PacketsOf(StackExchange.Redis.StreamEntry entry)
+    {
+        var split = new List<ReadOnlyMemory<byte>>();
+        Internal.StreamEntryFormat.SplitPackets((byte[])entry["e"]!, split);
+        return [.. split.Select(p => Internal.StreamEntryFormat.DecodePacket(p, strings: null))];
+    }
+
     private static async Task<List<long>> SequencesInAsync(RedisServer redis, string stream)
         => [.. (await PacketsInAsync(redis, stream)).Select(p => p.Sequence)];
 

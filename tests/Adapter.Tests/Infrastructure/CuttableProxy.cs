@@ -39,6 +39,9 @@ public sealed class CuttableProxy : IAsyncDisposable
     /// <summary>From now on, bytes from the server are read and dropped.</summary>
     public void Freeze() => _frozen = true;
 
+    /// <summary>Bytes from the server flow again (on connections made from now on; cut the frozen ones).</summary>
+    public void Thaw() => _frozen = false;
+
     /// <summary>Closes every connection through the hop (both sides see a reset).</summary>
     public void Cut()
     {

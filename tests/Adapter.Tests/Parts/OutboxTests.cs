@@ -158,6 +158,6 @@ public sealed class OutboxTests
         var neverPositioned = new TaskCompletionSource().Task;
         var registry = new ConnectionRegistry(keys, "n", () => ValueTask.FromResult(NoRedis()), _ => false, NullLogger.Instance);
         return new StreamPublisher(
-            new NodeContext("n", options, keys, NullLogger.Instance, instruments), epoch, NoRedis, registry, _ => false, neverPositioned, CancellationToken.None);
+            new NodeContext("n", options, keys, NullLogger.Instance, instruments), epoch, NoRedis, registry, neverPositioned, CancellationToken.None);
     }
 }
