@@ -23,6 +23,8 @@ ensure_debian_package() {
 }
 
 ensure_debian_package redis-server redis-server
+# redis-cli creates the Redis Cluster of the cluster tests (redis-cli --cluster create).
+ensure_debian_package redis-cli redis-tools
 # The redis-server package also starts a system-wide service on :6379; the tests start their own servers and do not use it.
 if [ -z "${CHROMIUM_PATH:-}" ]; then
   ensure_debian_package chromium chromium

@@ -5,7 +5,7 @@ namespace SignalR.RedisStreams;
 
 /// <summary>
 /// The Redis ACL rights the backplane needs, and no more: the commands it runs (<see cref="Commands"/>) on the keys
-/// it owns (<see cref="KeyPattern"/>, everything under <c>KeyPrefix + StreamName</c>), and no pub/sub channel.
+/// it owns (<see cref="KeyPattern"/>, everything under the hash tag of <c>KeyPrefix + StreamName</c>), and no pub/sub channel.
 /// <see cref="Rules"/> gives them as the rules of an <c>ACL SETUSER</c> line. At start-up each node checks, with
 /// <c>redis.acl_check_cmd</c> (Redis 7.0 and later), that its user has every one of these rights, and fails the host's
 /// start with an <see cref="InvalidOperationException"/> naming what is missing, rather than starting and then retrying
@@ -68,13 +68,19 @@ public static class RedisStreamsAcl
     /// <summary>The commands the backplane runs, lower case, subcommands as <c>command|subcommand</c>.</summary>
     public static IReadOnlyList<string> Commands { get; } = [.. Table.Select(t => t.Command)];
 
-    /// <summary>The ACL key pattern of every key the backplane touches: <c>KeyPrefix + StreamName</c> followed by
-    /// anything, with glob characters of the prefix and stream name escaped.</summary>
+    /// <summary>The ACL key pattern of every key the backplane touches: their common start followed by anything, with
+    /// glob characters escaped. The start is <c>{KeyPrefix + StreamName</c> (the opening of the hash tag of every stream,
+    /// <c>{signalr}</c> with one, <c>{signalr:0}</c>... with several), or the name as it is when it holds a tag
+    /// already and there is one stream.</summary>
     public static string KeyPattern(RedisStreamsOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        var name = options.KeyPrefix + options.StreamName;
+        var start = options.StreamCount <= 1 && Internal.StreamShards.TagOf(name) is not null
+            ? name
+            : "{" + name.Replace("{", "", StringComparison.Ordinal).Replace("}", "", StringComparison.Ordinal);
         var text = new StringBuilder();
-        foreach (var c in options.KeyPrefix + options.StreamName)
+        foreach (var c in start)
         {
             if (c is '*' or '?' or '[' or ']' or '\\')
             {

@@ -16,12 +16,22 @@ public sealed class RedisStreamsOptions
     /// else <c>localhost:6379</c>. Default null.</summary>
     public ConfigurationOptions? Configuration { get; set; }
 
-    /// <summary>Creates a Redis connection; takes precedence over <see cref="Configuration"/>. Called twice per node:
-    /// once for commands, once for the dedicated blocking reader. The writer receives the multiplexer's log. Default null.</summary>
+    /// <summary>Creates a Redis connection; takes precedence over <see cref="Configuration"/>. Called once per node
+    /// for commands, and once for each stream's dedicated blocking reader (see <see cref="StreamCount"/>). The writer receives the multiplexer's log. Default null.</summary>
     public Func<TextWriter, Task<IConnectionMultiplexer>>? ConnectionFactory { get; set; }
 
     /// <summary>The one stream all hubs share; each entry names its hub. Give each app its own. Default <c>"signalr"</c>.</summary>
     public string StreamName { get; set; } = "signalr";
+
+    /// <summary>How many streams the packets are spread over, each with its own keys under its own Redis Cluster hash
+    /// tag (on a cluster whose masters split the slots evenly, each stream lands on its own master). Each node writes
+    /// everything it sends to one of them, chosen by its node id, and reads all of them: every packet from one node to
+    /// one connection keeps its order; there is no order between different senders. At most 64. More than 1 cannot be
+    /// combined with <see cref="ConnectionStateRecovery"/>. Default 1.</summary>
+    public int StreamCount { get; set; } = 1;
+
+    /// <summary>Tests only: the node's id instead of a random one (which picks the stream it sends on).</summary>
+    internal string? NodeIdForTests { get; set; }
 
     /// <summary>Prefix of every key the backplane uses, so several apps can share one Redis. Default empty.</summary>
     public string KeyPrefix { get; set; } = "";

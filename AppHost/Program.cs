@@ -11,9 +11,17 @@ using Microsoft.Extensions.Logging;
 var builder = DistributedApplication.CreateBuilder(args);
 
 IResourceBuilder<IResourceWithConnectionString> redis;
+IResourceBuilder<ExecutableResource>? clusterCreate = null; // Redis:Topology=cluster: the step that forms the cluster
 try
 {
-    redis = builder.AddChatRedis(AppHostSettings.RedisResourceName);
+    if (RedisClusterHosting.IsCluster(builder))
+    {
+        (redis, clusterCreate) = builder.AddChatRedisCluster(AppHostSettings.RedisResourceName);
+    }
+    else
+    {
+        redis = builder.AddChatRedis(AppHostSettings.RedisResourceName);
+    }
 }
 catch (RedisHostingException ex)
 {
@@ -50,9 +58,18 @@ for (var i = 1; i <= nodeCount; i++)
         .WithHttpEndpoint(name: "http")
         .WithHttpHealthCheck("/health")
         .WithEnvironment("CHATNODE_NAME", name)
-        .WithEnvironment("RedisStreams__ConnectionStateRecovery", recovery ? "true" : "false")
-        .WaitFor(redis)
+        // On the cluster: three streams, one per master; connection-state recovery needs one stream (README).
+        .WithEnvironment("RedisStreams__ConnectionStateRecovery", recovery && clusterCreate is null ? "true" : "false")
+        .WithEnvironment("RedisStreams__StreamCount", clusterCreate is null ? "1" : RedisClusterHosting.Masters.ToString(System.Globalization.CultureInfo.InvariantCulture))
         .WithKillCommand();
+    if (clusterCreate is null)
+    {
+        node.WaitFor(redis);
+    }
+    else
+    {
+        node.WaitForCompletion(clusterCreate);
+    }
     if (redis.Resource is RedisServerResource local)
     {
         // The local redis-server: the nodes connect as their least-privilege ACL user (ChatRedisAcl), not the default user.

@@ -2,11 +2,21 @@ using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
 
-/// <summary>Every Redis key the backplane touches, built in one place. All of them start with
-/// <c>KeyPrefix + StreamName</c>, so a stream name with a hash tag (e.g. <c>"{chat}"</c>) keeps them in one cluster slot.</summary>
-internal sealed class RedisStreamsKeys(string prefix, string streamName)
+/// <summary>Every Redis key of one stream (one shard, see <see cref="StreamShards"/>), built in one place. All of them
+/// start with the same hash tag, <c>{KeyPrefix + StreamName}</c> for a single stream (or the name as it is when it
+/// already holds a tag), so that every script's keys share one Redis Cluster slot.</summary>
+internal sealed class RedisStreamsKeys
 {
-    private readonly string _base = prefix + streamName;
+    private readonly string _base;
+
+    /// <summary>The keys of the single stream of <paramref name="prefix"/> + <paramref name="streamName"/>.</summary>
+    public RedisStreamsKeys(string prefix, string streamName)
+        : this(StreamShards.Base(prefix + streamName, 0, 1))
+    {
+    }
+
+    /// <summary>The keys that start with <paramref name="keyBase"/> (which holds the hash tag).</summary>
+    internal RedisStreamsKeys(string keyBase) => _base = keyBase;
 
     /// <summary>The stream itself.</summary>
     public RedisKey Stream => _base;
@@ -25,6 +35,11 @@ internal sealed class RedisStreamsKeys(string prefix, string streamName)
 
     /// <summary>Hash: node id → last sequence number that node appended (makes publishing idempotent and ordered).</summary>
     public RedisKey Sequences => _base + ":seq";
+
+    /// <summary>Hash: node id → the sum of that node's last sequence numbers over every channel of this stream (kept by
+    /// the append script), so that an append to one channel notices that Redis lost the node's latest entries on
+    /// another (a replica promoted without them).</summary>
+    public RedisKey Totals => _base + ":seq-total";
 
     /// <summary>Stream: the inbox of one node, where packets addressed to that node (or to one of its connections) go,
     /// so that no other node reads them.</summary>

@@ -17,6 +17,14 @@ internal sealed class RedisStreamsOptionsValidator : IValidateOptions<RedisStrea
         {
             failures.Add($"{p}{nameof(options.KeyPrefix)} must not be null (use \"\" for no prefix).");
         }
+        if (options.StreamCount is < 1 or > 64)
+        {
+            failures.Add($"{p}{nameof(options.StreamCount)} must be between 1 and 64 (was {options.StreamCount}).");
+        }
+        else if (options.StreamCount > 1 && options.ConnectionStateRecovery)
+        {
+            failures.Add($"{p}{nameof(options.ConnectionStateRecovery)} cannot be combined with {p}{nameof(options.StreamCount)} > 1 (was {options.StreamCount}): a recovery position orders the packets of one stream only.");
+        }
         if (options.MaxLength < 1)
         {
             failures.Add($"{p}{nameof(options.MaxLength)} must be at least 1 (was {options.MaxLength}).");

@@ -15,7 +15,7 @@ public static class ChatRedisAcl
     /// <summary>The ACL user of the chat nodes.</summary>
     public const string UserName = "chatnode";
 
-    /// <summary>The chat node's rights beyond the backplane's. Its keys sit under the backplane's (<c>signalr:chat:</c>),
+    /// <summary>The chat node's rights beyond the backplane's. Its keys sit under the backplane's (<c>{signalr:chat}:</c>),
     /// which the backplane's key pattern already covers; its commands: the Data Protection key ring, a list
     /// (<c>LRANGE</c>, <c>RPUSH</c>), and who is online, a sorted set (<c>ZADD</c>, <c>ZREM</c>, <c>ZRANGEBYSCORE</c>,
     /// <c>ZREMRANGEBYSCORE</c>). Aspire's Redis client only PINGs (its health check), which the backplane's list has.</summary>

@@ -79,6 +79,39 @@ internal sealed class RedisCommandClient : IAsyncDisposable
         return client;
     }
 
+    /// <summary>Connects over plain TCP to <paramref name="host"/>:<paramref name="port"/> (a node of the local Redis
+    /// Cluster) and sends <c>AUTH</c> with <paramref name="password"/>.</summary>
+    public static async Task<RedisCommandClient> ConnectAsync(string host, int port, string password, CancellationToken cancellationToken)
+    {
+        var tcp = new TcpClient();
+        try
+        {
+            await tcp.ConnectAsync(host, port, cancellationToken);
+        }
+        catch
+        {
+            tcp.Dispose();
+            throw;
+        }
+
+        var client = new RedisCommandClient(tcp, tcp.GetStream());
+        try
+        {
+            var auth = await client.ExecuteAsync(cancellationToken, "AUTH", password);
+            if (auth != "OK")
+            {
+                throw new RedisCommandException("Redis refused AUTH: " + auth);
+            }
+        }
+        catch
+        {
+            await client.DisposeAsync();
+            throw;
+        }
+
+        return client;
+    }
+
     /// <summary>
     /// Sends one command and reads its reply: a simple string or a bulk string as its text, an integer as its digits,
     /// null when Redis closed the connection instead of answering (as <c>SHUTDOWN</c> does). An error reply throws

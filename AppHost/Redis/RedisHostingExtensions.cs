@@ -175,7 +175,7 @@ public static class RedisHostingExtensions
     /// Creates <c>.redis-data/run-{pid}-{time}</c> for this AppHost run, and removes the folders of earlier runs whose
     /// AppHost process is gone.
     /// </summary>
-    private static string CreateDataDirectory(string appHostDirectory)
+    internal static string CreateDataDirectory(string appHostDirectory)
     {
         var root = Path.Combine(appHostDirectory, DataFolderName);
         Directory.CreateDirectory(root);

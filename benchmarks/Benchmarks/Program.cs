@@ -10,12 +10,13 @@ namespace Benchmarks;
 
 /// <summary>
 /// Bounded load/fault harness: our Redis Streams SignalR backplane vs Microsoft's Redis pub/sub backplane.
-/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick]</c>,
+/// <c>dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all|cluster [--quick]</c>
+/// (<c>cluster</c>, on a local Redis Cluster, is not part of <c>all</c>),
 /// and the soak: <c>-- soak [--minutes 30]</c> (see <see cref="SoakScenario"/>).
 /// </summary>
 internal static class Program
 {
-    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all [--quick] | soak [--minutes 30] | outage-memory [--minutes 10]";
+    private const string Usage = "usage: dotnet run -c Release --project benchmarks/Benchmarks -- throughput|latency|outage|tracing|cells|sweep|all|cluster [--quick] | soak [--minutes 30] | outage-memory [--minutes 10]";
 
     public static async Task<int> Main(string[] args)
     {
@@ -37,7 +38,7 @@ internal static class Program
         }
 
         var quick = args.Contains("--quick", StringComparer.OrdinalIgnoreCase);
-        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "sweep" or "all"))
+        if (scenario is not ("throughput" or "latency" or "outage" or "tracing" or "cells" or "sweep" or "all" or "cluster"))
         {
             Console.Error.WriteLine(Usage);
             return 2;
@@ -81,6 +82,11 @@ internal static class Program
                 sections.Add(cells.Markdown);
                 violations.AddRange(cells.Violations);
                 plots.Add(("benchmark.svg", cells.Svg, scenario == "all"));
+            }
+
+            if (scenario is "cluster")
+            {
+                sections.Add(await ClusterScenario.RunAsync(quick ? ClusterSettings.Quick : ClusterSettings.Default, log));
             }
 
             if (scenario is "sweep" or "all")

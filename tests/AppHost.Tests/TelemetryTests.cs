@@ -89,7 +89,7 @@ public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper ou
 {
     private const string SignalRServerScope = "Microsoft.AspNetCore.SignalR.Server";
     private const string BackplaneScope = "SignalR.RedisStreams";
-    private const string StreamName = "signalr";
+    private const string StreamName = "{signalr}";
     private const string ChatHubName = "ChatNode.Hubs.ChatHub";
 
     private static readonly TimeSpan DeliveryTimeout = TimeSpan.FromSeconds(15);

@@ -28,6 +28,7 @@ public sealed class RedisServer : IAsyncDisposable
     private Process? _process;
     private ConnectionMultiplexer? _admin;
     private bool _paused;
+    private string[] _extraArguments = [];
 
     /// <summary>True when the server keeps its data across <see cref="RestartAsync()"/> and
     /// <see cref="RestartAsync(TimeSpan)"/> (AOF, fsync always).</summary>
@@ -111,6 +112,41 @@ public sealed class RedisServer : IAsyncDisposable
         dataDirectory.Delete(recursive: true);
         throw new InvalidOperationException($"redis-server did not start after {StartAttempts} attempts.", last);
     }
+
+    /// <summary>Starts one node of a Redis Cluster (<c>--cluster-enabled yes</c>) on <paramref name="port"/> (whose
+    /// cluster bus port, +10000, must be free too), without persistence; <see cref="RedisCluster"/> joins them.</summary>
+    internal static async Task<RedisServer> StartClusterNodeAsync(int port, TimeSpan nodeTimeout)
+    {
+        var dataDirectory = Directory.CreateTempSubdirectory("redis-test-cluster-");
+        var server = new RedisServer(dataDirectory, port)
+        {
+            _extraArguments =
+            [
+                "--cluster-enabled", "yes",
+                "--cluster-config-file", Path.Combine(dataDirectory.FullName, "nodes.conf"),
+                "--cluster-node-timeout", ((int)nodeTimeout.TotalMilliseconds).ToString(CultureInfo.InvariantCulture),
+                // A replica takes over however long its link to the master was down (availability first): a test
+                // then sees what a promoted replica lacks.
+                "--cluster-replica-validity-factor", "0",
+                // The slots of the other masters stay served while one master fails over.
+                "--cluster-require-full-coverage", "no",
+            ],
+        };
+        try
+        {
+            await server.StartProcessAsync();
+            return server;
+        }
+        catch
+        {
+            await server.DisposeAsync();
+            throw;
+        }
+    }
+
+    /// <summary>Sends one command on a fresh socket (no client library) and returns the raw RESP reply (first 64 KB),
+    /// e.g. <c>CLUSTER NODES</c> or <c>CLUSTER FAILOVER</c> to this very server.</summary>
+    public Task<string> RawCommandAsync(params string[] parts) => SendRawCommandAsync(parts);
 
     /// <summary>Kills the server with SIGKILL (no goodbye, nothing saved) and waits for the process to be gone.</summary>
     public async Task KillAsync()
@@ -333,6 +369,11 @@ public sealed class RedisServer : IAsyncDisposable
             "--dir", _dataDirectory.FullName,
             "--protected-mode", "no",
         })
+        {
+            startInfo.ArgumentList.Add(arg);
+        }
+
+        foreach (var arg in _extraArguments)
         {
             startInfo.ArgumentList.Add(arg);
         }

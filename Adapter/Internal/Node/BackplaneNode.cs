@@ -25,12 +25,13 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private readonly CancellationTokenSource _stopping = new();
     private readonly Lock _startLock = new();
     private readonly RedisConnections _connections;
-    private readonly RedisEpoch _epoch;
+    private readonly RedisEpoch[] _epochs;
 
     private Task? _startTask;
-    private Task? _readLoop;
+    private Task[]? _readLoops;
     private Task? _publishLoop;
     private Task? _heartbeatLoop;
+    private Task? _topologyLoop;
     private volatile bool _stopped;
 
     public BackplaneNode(IOptions<RedisStreamsOptions> options, ILoggerFactory loggerFactory, IServiceProvider services)
@@ -39,28 +40,47 @@ internal sealed class BackplaneNode : IAsyncDisposable
         ArgumentNullException.ThrowIfNull(loggerFactory);
         _options = options.Value;
         _logger = loggerFactory.CreateLogger("SignalR.RedisStreams.Backplane");
-        NodeId = Guid.NewGuid().ToString("N")[..16];
-        Keys = new RedisStreamsKeys(_options.KeyPrefix, _options.StreamName);
+        NodeId = _options.NodeIdForTests ?? Guid.NewGuid().ToString("N")[..16];
+        // One stream per shard (StreamCount); this node sends on one of them, and reads them all.
+        ShardKeys = StreamShards.Keys(_options.KeyPrefix, _options.StreamName, Math.Max(1, _options.StreamCount));
+        SendShard = StreamShards.ShardOf(NodeId, ShardKeys.Length);
+        Keys = ShardKeys[0];
         var meterFactory = services.GetService<IMeterFactory>() ?? new StandaloneMeterFactory();
         // The gauges read parts created below; they are observed only once the node runs.
         Instruments = new BackplaneInstruments(meterFactory, NodeId, () => Publisher!.OutboxDepth, () => Membership!.LiveCount, () => Reader!.EntriesBehind);
 
         _connections = new RedisConnections(_options, services, _logger, NodeId);
-        _epoch = new RedisEpoch(Keys, CommandDatabase, OnRedisRestartedEmpty);
+        _epochs = [.. ShardKeys.Select(k => new RedisEpoch(k, CommandDatabase, OnRedisRestartedEmpty))];
         Membership = new NodeMembership(NodeId, _options, _logger, OnNodeGone);
         Acks = new AckTracker();
         Registry = new ConnectionRegistry(Keys, NodeId, CommandDatabaseAsync, Membership.IsGone, _logger);
-        var context = new NodeContext(NodeId, _options, Keys, _logger, Instruments);
-        Reader = new StreamReadLoop(context, _epoch,
-            () => _connections.Reader.GetDatabase(), CommandDatabase, HandleEntryAsync, Membership.Heard, Membership.ResetClock, _stopping.Token);
-        Publisher = new StreamPublisher(context, _epoch, CommandDatabase, Registry, Reader.Positioned, _stopping.Token);
+        var readers = new StreamReadLoop[ShardKeys.Length];
+        for (var k = 0; k < readers.Length; k++)
+        {
+            var shard = k;
+            var shardKeys = ShardKeys[k];
+            readers[k] = new StreamReadLoop(new NodeContext(NodeId, _options, shardKeys, _logger, Instruments), _epochs[k],
+                () => _connections.Reader(shard).GetDatabase(), CommandDatabase, (id, entry) => HandleEntryAsync(id, entry, shardKeys),
+                Membership.Heard, shard == SendShard ? OnSendStreamReadAgain : Membership.ResetClock, _stopping.Token);
+        }
+        Reader = new ShardReaders(readers);
+        Publisher = new StreamPublisher(new NodeContext(NodeId, _options, ShardKeys[SendShard], _logger, Instruments), _epochs[SendShard],
+            CommandDatabase, Registry, Reader.Positioned, _stopping.Token);
     }
 
     public string NodeId { get; }
+
+    /// <summary>The keys of the first stream, which also hold the connection registry and the recovery sessions.</summary>
     public RedisStreamsKeys Keys { get; }
+
+    /// <summary>The keys of every stream (one per shard, <c>StreamCount</c>).</summary>
+    public RedisStreamsKeys[] ShardKeys { get; }
+
+    /// <summary>The stream this node appends everything it sends to.</summary>
+    public int SendShard { get; }
     public RedisStreamsOptions Options => _options;
     public BackplaneInstruments Instruments { get; }
-    public StreamReadLoop Reader { get; }
+    public ShardReaders Reader { get; }
     public StreamPublisher Publisher { get; }
     public NodeMembership Membership { get; }
     public ConnectionRegistry Registry { get; }
@@ -98,7 +118,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
 
     // ------------------------------------------------------------------ receiving: the one router of entry kinds
 
-    private async Task HandleEntryAsync(string id, StreamEntry entry)
+    private async Task HandleEntryAsync(string id, StreamEntry entry, RedisStreamsKeys stream)
     {
         switch (entry.Kind)
         {
@@ -132,7 +152,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
             return; // addressed to another node
         }
 
-        using var activity = StartConsumerActivity(id, entry);
+        using var activity = StartConsumerActivity(id, entry, stream);
         try
         {
             var reached = await manager.DispatchAsync(entry, activity);
@@ -149,18 +169,18 @@ internal sealed class BackplaneNode : IAsyncDisposable
         }
     }
 
-    private Activity? StartConsumerActivity(string id, StreamEntry entry)
+    private Activity? StartConsumerActivity(string id, StreamEntry entry, RedisStreamsKeys stream)
     {
         if (!BackplaneInstruments.Source.HasListeners())
         {
             return null;
         }
         ActivityContext.TryParse(entry.TraceParent, null, isRemote: true, out var parent);
-        var activity = BackplaneInstruments.Source.StartActivity("receive " + Keys.StreamName, ActivityKind.Consumer, parent);
+        var activity = BackplaneInstruments.Source.StartActivity("receive " + stream.StreamName, ActivityKind.Consumer, parent);
         if (activity is not null)
         {
             activity.SetTag("messaging.system", "redis");
-            activity.SetTag("messaging.destination.name", Keys.StreamName);
+            activity.SetTag("messaging.destination.name", stream.StreamName);
             activity.SetTag("messaging.operation.type", "process");
             activity.SetTag("messaging.operation.name", "XREAD");
             activity.SetTag("messaging.message.id", id);
@@ -180,6 +200,16 @@ internal sealed class BackplaneNode : IAsyncDisposable
         Log.RedisRestartDetected(_logger, oldEpoch, newEpoch, Publisher.ReplayWindowCount);
         Instruments.Restarts.Add(1);
         _ = Registry.RewriteAsync(_managers.Values.SelectMany(m => m.LocalConnectionIds).ToList());
+        Publisher.RepublishSoon();
+    }
+
+    /// <summary>The reader of the stream this node sends on read again after an error. The Redis (or, on a cluster,
+    /// the master) it reads now may be a replica promoted without this node's last appends, with the same epoch:
+    /// every channel this node wrote to is checked against Redis's sequences and repaired from the replay window now,
+    /// not only when this node next sends on it.</summary>
+    private void OnSendStreamReadAgain()
+    {
+        Membership.ResetClock();
         Publisher.RepublishSoon();
     }
 
@@ -208,9 +238,14 @@ internal sealed class BackplaneNode : IAsyncDisposable
     {
         Log.Starting(_logger, NodeId, Keys.StreamName);
         await _connections.ConnectAsync();
-        _readLoop = Task.Run(Reader.RunAsync);
+        _readLoops = Reader.Run();
         _publishLoop = Task.Run(Publisher.RunAsync);
         _heartbeatLoop = Task.Run(() => Membership.RunHeartbeatsAsync(Reader.Positioned, AnnounceAsync, () => Reader.SinceLastRead, _stopping.Token));
+        _topologyLoop = Task.Run(() => new ClusterTopologyWatch(
+            [
+                ("commands", () => _connections.Commands, [.. ShardKeys.Select(k => k.Stream)]),
+                .. ShardKeys.Select((keys, shard) => ("reader " + shard, (Func<IConnectionMultiplexer>)(() => _connections.Reader(shard)), new[] { keys.Stream })),
+            ], _logger).RunAsync(_stopping.Token));
     }
 
     private async Task AnnounceAsync()
@@ -218,9 +253,11 @@ internal sealed class BackplaneNode : IAsyncDisposable
         await Publisher.AppendUnsequencedAsync(EntryKind.Heartbeat);
         // This node's inbox lives while the node does (and a while after its last write, see InboxLifetime).
         var db = CommandDatabase();
-        await Task.WhenAll(
-            db.KeyExpireAsync(Keys.Inbox(NodeId), RedisStreamsKeys.InboxLifetime),
-            db.KeyExpireAsync(Keys.InboxSequences(NodeId), RedisStreamsKeys.InboxLifetime));
+        await Task.WhenAll(ShardKeys.SelectMany(keys => new[]
+        {
+            db.KeyExpireAsync(keys.Inbox(NodeId), RedisStreamsKeys.InboxLifetime),
+            db.KeyExpireAsync(keys.InboxSequences(NodeId), RedisStreamsKeys.InboxLifetime),
+        }));
         await Reader.SampleEntriesBehindAsync();
     }
 
@@ -293,22 +330,27 @@ internal sealed class BackplaneNode : IAsyncDisposable
                 await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
                 // Nobody addresses a node that said goodbye: its inbox can go now; with connection-state recovery,
                 // once its connections' sessions can no longer be recovered (a replay reads it).
-                RedisKey[] inbox = [Keys.Inbox(NodeId), Keys.InboxSequences(NodeId)];
+                // One inbox per stream; each one's two keys share a slot (a delete of keys of several slots fails on a cluster).
                 var db = CommandDatabase();
-                Task gone = _options.ConnectionStateRecovery
-                    ? Task.WhenAll(inbox.Select(k => db.KeyExpireAsync(k, _options.MaxDisconnectionDuration + TimeSpan.FromMinutes(1))))
-                    : db.KeyDeleteAsync(inbox);
+                Task gone = Task.WhenAll(ShardKeys.Select(Task (keys) =>
+                {
+                    RedisKey[] inbox = [keys.Inbox(NodeId), keys.InboxSequences(NodeId)];
+                    return _options.ConnectionStateRecovery
+                        ? Task.WhenAll(inbox.Select(k => db.KeyExpireAsync(k, _options.MaxDisconnectionDuration + TimeSpan.FromMinutes(1))))
+                        : db.KeyDeleteAsync(inbox);
+                }));
                 await gone.WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
             }
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or OperationCanceledException)
+        catch (Exception ex) when (ex is RedisException or RedisCommandException or TimeoutException or OperationCanceledException)
         {
+            // RedisCommandException: on a cluster mid-failover the client may still map a slot to a demoted master.
             Log.HeartbeatFailed(_logger, ex);
         }
         await _stopping.CancelAsync();
         // The reader may be blocked in XREAD for up to ReadBlockTime: closing its connection ends that at once.
         await _connections.CloseReaderAsync();
-        foreach (var loop in new[] { _readLoop, _publishLoop, _heartbeatLoop })
+        foreach (var loop in _readLoops!.Append(_publishLoop).Append(_heartbeatLoop).Append(_topologyLoop))
         {
             try
             {
@@ -328,7 +370,10 @@ internal sealed class BackplaneNode : IAsyncDisposable
         await StopAsync(CancellationToken.None);
         await _connections.DisposeAsync();
         _stopping.Dispose();
-        _epoch.Dispose();
+        foreach (var epoch in _epochs)
+        {
+            epoch.Dispose();
+        }
         Instruments.Meter.Dispose();
     }
 

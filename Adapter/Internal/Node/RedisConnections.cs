@@ -5,30 +5,39 @@ using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
 
-/// <summary>The node's two Redis connections: one for commands (the application's shared multiplexer when it has one)
-/// and one of its own for the blocking reader, whose XREAD BLOCK would stall every other command on a shared one.</summary>
+/// <summary>The node's Redis connections: one for commands (the application's shared multiplexer when it has one)
+/// and one of its own for each stream's blocking reader (<c>StreamCount</c>), whose XREAD BLOCK would stall every other
+/// command to the same server on a shared one (on a cluster, two streams' masters can be the same server after a
+/// failover).</summary>
 internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProvider services, ILogger logger, string nodeId) : IAsyncDisposable
 {
     private IConnectionMultiplexer? _commands;
-    private IConnectionMultiplexer? _reader;
+    private IConnectionMultiplexer[]? _readers;
     private bool _ownsCommands;
 
     public IConnectionMultiplexer Commands => _commands ?? throw new InvalidOperationException("The node is not connected yet.");
 
-    public IConnectionMultiplexer Reader => _reader ?? throw new InvalidOperationException("The node is not connected yet.");
+    /// <summary>The dedicated connection of the reader of stream <paramref name="shard"/>.</summary>
+    public IConnectionMultiplexer Reader(int shard) => Volatile.Read(ref _readers)?[shard] ?? throw new InvalidOperationException("The node is not connected yet.");
 
-    /// <summary>Opens both (without waiting for Redis to answer: callers retry until it does).</summary>
+    /// <summary>Opens them all (without waiting for Redis to answer: callers retry until it does).</summary>
     public async Task ConnectAsync()
     {
-        (_commands, _ownsCommands) = await CreateAsync(forReader: false);
-        (var reader, _) = await CreateAsync(forReader: true);
-        Volatile.Write(ref _reader, reader);
+        (_commands, _ownsCommands) = await CreateAsync(forReader: false, 0);
+        var readers = new IConnectionMultiplexer[Math.Max(1, options.StreamCount)];
+        for (var k = 0; k < readers.Length; k++)
+        {
+            (readers[k], _) = await CreateAsync(forReader: true, k);
+        }
+        Volatile.Write(ref _readers, readers);
     }
 
-    /// <summary>Ends a blocked XREAD at once (when the node stops).</summary>
-    public Task CloseReaderAsync() => _reader?.CloseAsync(allowCommandsToComplete: false) ?? Task.CompletedTask;
+    /// <summary>Ends the blocked XREADs at once (when the node stops).</summary>
+    public Task CloseReaderAsync() => _readers is { } readers
+        ? Task.WhenAll(readers.Select(r => r.CloseAsync(allowCommandsToComplete: false)))
+        : Task.CompletedTask;
 
-    private async Task<(IConnectionMultiplexer Connection, bool Owned)> CreateAsync(bool forReader)
+    private async Task<(IConnectionMultiplexer Connection, bool Owned)> CreateAsync(bool forReader, int shard)
     {
         var log = new LoggerTextWriter(logger);
         if (options.ConnectionFactory is { } factory)
@@ -64,7 +73,7 @@ internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProv
             var needed = (int)options.ReadBlockTime.TotalMilliseconds + 30_000;
             configuration.AsyncTimeout = Math.Max(configuration.AsyncTimeout, needed);
             configuration.SyncTimeout = Math.Max(configuration.SyncTimeout, needed);
-            configuration.ClientName = "signalr-streams-reader-" + nodeId;
+            configuration.ClientName = "signalr-streams-reader-" + nodeId + (shard == 0 ? "" : "-" + shard.ToString(CultureInfo.InvariantCulture));
         }
         else
         {
@@ -79,9 +88,9 @@ internal sealed class RedisConnections(RedisStreamsOptions options, IServiceProv
         {
             await _commands.DisposeAsync();
         }
-        if (_reader is not null)
+        foreach (var reader in _readers ?? [])
         {
-            await _reader.DisposeAsync();
+            await reader.DisposeAsync();
         }
     }
 

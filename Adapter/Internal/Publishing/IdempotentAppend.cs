@@ -71,9 +71,11 @@ internal static class IdempotentAppend
         """;
 
     /// <summary>KEYS: epoch, clock, then per channel its stream and its sequence hash; channel 1 is always the shared
-    /// stream, the others are node inboxes. ARGV: epoch, node, max length, inbox lifetime in ms, 1 to get the new ids
+    /// stream, the others are node inboxes; last, the totals hash. ARGV: epoch, node, max length, inbox lifetime in ms, 1 to get the new ids
     /// back (else only how many entries were handled), entry count, then per entry: its channel, the sequence numbers
-    /// of its first and last packet, force (1 = may jump over numbers Redis lost), its value (one packet or a batch).
+    /// of its first and last packet, force (1 = may jump over numbers Redis lost), its value (one packet or a batch);
+    /// last, the node's total it last saw (0: no check). Returns {-3, total, 0, total} when Redis holds a lower total
+    /// (nothing appended); every other answer but {-1, ...} carries the node's total after the call as a 4th element.
     /// Returns {1, 0, handled} all in their streams; {-2, last, handled} the entry after those handled lacks its
     /// predecessors (last = its channel's last number in Redis); {-1, epoch, 0} Redis holds another epoch. handled is
     /// the number of entries handled, or when asked, one element per entry handled, in order: its new id, or '' when it
@@ -83,23 +85,34 @@ internal static class IdempotentAppend
     private const string Script = ClockLua + """
         local e = redis.call('GET', KEYS[1])
         if e ~= ARGV[1] then return {-1, e or '', 0} end
-        clock_read(KEYS[2])
         local node = ARGV[2]
-        local ttl = tonumber(ARGV[4])
         local want_ids = ARGV[5] == '1'
+        local tkey = KEYS[#KEYS]
+        local total = tonumber(redis.call('HGET', tkey, node) or '0')
+        local total_start = total
+        if total < tonumber(ARGV[#ARGV]) then
+          if want_ids then return {-3, total, {}, total} end
+          return {-3, total, 0, total}
+        end
+        clock_read(KEYS[2])
+        local ttl = tonumber(ARGV[4])
         local last = {}
         local start = {}
         local written = {}
         local function flush()
           clock_save(KEYS[2])
           for c, l in pairs(last) do
-            if l ~= start[c] then redis.call('HSET', KEYS[c * 2 + 2], node, l) end
+            if l ~= start[c] then
+              redis.call('HSET', KEYS[c * 2 + 2], node, l)
+              total = total + l - start[c]
+            end
             if written[c] then redis.call('XTRIM', KEYS[c * 2 + 1], 'MAXLEN', '~', ARGV[3]) end
             if c > 1 and ttl > 0 then
               redis.call('PEXPIRE', KEYS[c * 2 + 1], ttl)
               redis.call('PEXPIRE', KEYS[c * 2 + 2], ttl)
             end
           end
+          if total ~= total_start then redis.call('HSET', tkey, node, total) end
         end
         local ids = {}
         local handled = 0
@@ -119,8 +132,8 @@ internal static class IdempotentAppend
             if want_ids then ids[k] = '' end
           elseif first ~= l + 1 and not force then
             flush()
-            if want_ids then return {-2, l, ids} end
-            return {-2, l, handled}
+            if want_ids then return {-2, l, ids, total} end
+            return {-2, l, handled, total}
           else
             local id = xadd(KEYS[c * 2 + 1], ARGV[i + 4], force)
             if want_ids then ids[k] = id end
@@ -131,8 +144,8 @@ internal static class IdempotentAppend
           i = i + 5
         end
         flush()
-        if want_ids then return {1, 0, ids} end
-        return {1, 0, handled}
+        if want_ids then return {1, 0, ids, total} end
+        return {1, 0, handled, total}
         """;
 
     /// <summary>KEYS: clock, stream. ARGV: max length, the packet. Returns the new id.</summary>
@@ -155,7 +168,7 @@ internal static class IdempotentAppend
     /// entry's id (those are for traces).</remarks>
     public static async Task<AppendResult> AppendAsync(
         IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength,
-        bool wantIds = true)
+        bool wantIds = true, long expectedTotal = 0)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
         var inboxes = new List<string>();
@@ -166,7 +179,7 @@ internal static class IdempotentAppend
                 inboxes.Add(entry.Channel);
             }
         }
-        var keyList = new RedisKey[4 + inboxes.Count * 2];
+        var keyList = new RedisKey[5 + inboxes.Count * 2];
         keyList[0] = keys.Epoch;
         keyList[1] = keys.Clock;
         keyList[2] = keys.Stream;
@@ -176,8 +189,9 @@ internal static class IdempotentAppend
             keyList[4 + c * 2] = keys.Inbox(inboxes[c]);
             keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
         }
+        keyList[^1] = keys.Totals;
 
-        var args = new RedisValue[6 + entries.Count * 5];
+        var args = new RedisValue[7 + entries.Count * 5];
         args[0] = epoch;
         args[1] = node;
         args[2] = maxLength;
@@ -193,6 +207,7 @@ internal static class IdempotentAppend
             args[i++] = entry.Force ? 1 : 0;
             args[i++] = entry.Value;
         }
+        args[i] = expectedTotal;
 
         var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
         var outcome = (AppendOutcome)(int)reply[0];
@@ -200,13 +215,18 @@ internal static class IdempotentAppend
         {
             return new AppendResult(outcome, 0, 0, []);
         }
+        var total = (long)reply[3];
+        if (outcome == AppendOutcome.BehindElsewhere)
+        {
+            return new AppendResult(outcome, 0, 0, [], total);
+        }
         if (outcome is not (AppendOutcome.Appended or AppendOutcome.SequenceMissing))
         {
             throw new InvalidDataException($"The append script answered an unknown code {(int)reply[0]}.");
         }
         if (!wantIds)
         {
-            return new AppendResult(outcome, (long)reply[1], (int)reply[2], null);
+            return new AppendResult(outcome, (long)reply[1], (int)reply[2], null, total);
         }
         var handled = (RedisResult[])reply[2]!;
         var ids = new string?[handled.Length];
@@ -215,7 +235,7 @@ internal static class IdempotentAppend
             var id = (string?)handled[k];
             ids[k] = string.IsNullOrEmpty(id) ? null : id;
         }
-        return new AppendResult(outcome, (long)reply[1], ids.Length, ids);
+        return new AppendResult(outcome, (long)reply[1], ids.Length, ids, total);
     }
 }
 
@@ -235,10 +255,18 @@ internal enum AppendOutcome
     /// <summary>The first <see cref="AppendResult.Handled"/> entries are in their streams; the next one lacks its
     /// predecessors in Redis (<see cref="AppendResult.LastSequence"/> is the node's last number on that entry's channel).</summary>
     SequenceMissing = -2,
+
+    /// <summary>Redis holds a lower total for this node (<see cref="AppendResult.Total"/>) than it answered before: it
+    /// lost some of this node's latest entries, on some channel (a replica promoted without them). Nothing was
+    /// appended: the node repairs every channel first, so that no later packet overtakes a lost one.</summary>
+    BehindElsewhere = -3,
 }
 
 /// <summary>The script's answer: how many entries were handled (appended, or there already from an earlier attempt
 /// whose reply was lost), in order from the first; when asked, per entry handled its new id (null: it was there
 /// already); and, when an entry lacks its predecessors, the node's last sequence number on that entry's channel in
 /// Redis.</summary>
-internal sealed record AppendResult(AppendOutcome Outcome, long LastSequence, int Handled, string?[]? EntryIds);
+/// <remarks><see cref="Total"/>: the sum of this node's last numbers over every channel of the stream, kept in Redis
+/// (<see cref="RedisStreamsKeys.Totals"/>) by the same script; an append that passes the total it last saw is refused
+/// (<see cref="AppendOutcome.BehindElsewhere"/>) when Redis holds less.</remarks>
+internal sealed record AppendResult(AppendOutcome Outcome, long LastSequence, int Handled, string?[]? EntryIds, long Total = 0);

@@ -47,6 +47,7 @@ internal sealed class StreamPublisher
     private readonly HashSet<string> _forceNext = new(StringComparer.Ordinal);
     private readonly List<string> _unknownOwners = [];
     private int _checkChannels;
+    private long _expectedTotal; // this node's total in Redis as last answered (0: no check); see AppendOutcome.BehindElsewhere
 
     // The epoch of the Redis that holds what _confirmed counts (null before the first append). Used by the publish loop
     // only: an append in another epoch first repairs every channel, whoever noticed the restart first.
@@ -313,11 +314,24 @@ internal sealed class StreamPublisher
                 {
                     traced = _appends[i].Item.Activity is not null;
                 }
-                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced);
+                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced,
+                    expectedTotal: _expectedTotal);
+                if (result.Outcome == AppendOutcome.BehindElsewhere)
+                {
+                    // Redis lost some of this node's latest entries on some channel (a replica promoted without them):
+                    // nothing was appended; every channel is repaired before anything new is, then the batch is
+                    // appended without the check.
+                    _forceNext.UnionWith(forced?.Select(f => f.Channel) ?? []);
+                    await RepairChannelsAsync(db, stuck: null);
+                    _confirmedEpoch = epoch;
+                    _expectedTotal = 0;
+                    continue;
+                }
                 if (result.Outcome != AppendOutcome.EpochChanged)
                 {
                     _confirmedEpoch = epoch;
                 }
+                _expectedTotal = result.Total;
                 var first = next;
                 var now = Stopwatch.GetTimestamp();
                 for (var k = 0; k < result.Handled; k++)
@@ -352,6 +366,7 @@ internal sealed class StreamPublisher
                 _node.Instruments.Published.Add(next - first);
                 if (result.Outcome == AppendOutcome.EpochChanged)
                 {
+                    _expectedTotal = 0;
                     await _epoch.RefreshAsync(_stopping);
                 }
                 else if (result.Outcome == AppendOutcome.SequenceMissing)
@@ -675,9 +690,11 @@ internal sealed class StreamPublisher
             var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: false);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
+                _expectedTotal = 0;
                 await _epoch.RefreshAsync(_stopping);
                 return;
             }
+            _expectedTotal = result.Total;
             _forceNext.UnionWith(plan.ForceNextChannels);
         }
         finally

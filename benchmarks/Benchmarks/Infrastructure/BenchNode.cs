@@ -34,7 +34,8 @@ internal sealed class BenchNode : IAsyncDisposable
 
     /// <summary>Builds and starts a node. <paramref name="name"/> isolates the cluster in the shared Redis: our stream
     /// name and key prefix, or Microsoft's channel prefix.</summary>
-    public static async Task<BenchNode> StartAsync(Backplane backplane, int index, string redisConnectionString, string name, LogSink log)
+    public static async Task<BenchNode> StartAsync(Backplane backplane, int index, string redisConnectionString, string name, LogSink log,
+        Action<int, SignalR.RedisStreams.RedisStreamsOptions>? configure = null)
     {
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
@@ -59,6 +60,7 @@ internal sealed class BenchNode : IAsyncDisposable
                 {
                     o.StreamName = name;
                     o.KeyPrefix = "bench:";
+                    configure?.Invoke(index, o);
                 });
                 break;
             case Backplane.MicrosoftPubSub:

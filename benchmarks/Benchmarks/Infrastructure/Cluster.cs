@@ -43,7 +43,8 @@ internal sealed class Cluster : IAsyncDisposable
 
     /// <summary>Starts <paramref name="nodeCount"/> nodes and <paramref name="clientsPerNode"/> clients on each (connected
     /// <see cref="ConnectParallelism"/> at a time), then waits until a message sent to All from each node reaches every client.</summary>
-    public static async Task<Cluster> StartAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log)
+    public static async Task<Cluster> StartAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log,
+        Action<int, SignalR.RedisStreams.RedisStreamsOptions>? configure = null)
     {
         var nodes = new List<BenchNode>();
         var clients = new BenchClient?[nodeCount * clientsPerNode];
@@ -53,7 +54,7 @@ internal sealed class Cluster : IAsyncDisposable
         {
             for (var i = 0; i < nodeCount; i++)
             {
-                nodes.Add(await BenchNode.StartAsync(backplane, i, redisConnectionString, name, log));
+                nodes.Add(await BenchNode.StartAsync(backplane, i, redisConnectionString, name, log, configure));
             }
 
             var nodesStarted = clock.Elapsed;

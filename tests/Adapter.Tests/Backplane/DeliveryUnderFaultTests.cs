@@ -89,8 +89,8 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         await using var redis = await RedisServer.StartAsync(persistent: false);
         await using var cluster = await TestCluster.StartAsync(redis, 1, HubProtocolKind.Json, output);
         var sender = cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>();
-        var inbox = cluster.KeyPrefix + cluster.StreamName + ":node:ghost";
-        await redis.ExecuteAsync("HSET", cluster.KeyPrefix + cluster.StreamName + ":connections", "ghost-connection", "ghost");
+        var inbox = cluster.StreamKey + ":node:ghost";
+        await redis.ExecuteAsync("HSET", cluster.StreamKey + ":connections", "ghost-connection", "ghost");
         for (var k = 1; k <= 3; k++)
         {
             await cluster.Hub(0).Clients.Client("ghost-connection").SendAsync(TestClient.SendMethod, $"direct-{k}");
@@ -117,7 +117,7 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         await using var redis = await RedisServer.StartAsync(persistent: false);
         await using var cluster = await TestCluster.StartAsync(redis, 1, HubProtocolKind.Json, output);
         var sender = cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>();
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         var inbox = stream + ":node:ghost";
         await redis.ExecuteAsync("HSET", stream + ":connections", "ghost-connection", "ghost");
         // The ghost speaks once (a heartbeat on the shared stream), then never again.
@@ -276,14 +276,20 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
             await Task.WhenAll(_sends);
         }
 
+        /// <summary>The longest time one successful send took (from the call to Redis confirming it).</summary>
+        public TimeSpan LongestSend { get; private set; }
+
         private async Task Track(int number, Task send)
         {
+            var started = System.Diagnostics.Stopwatch.GetTimestamp();
             try
             {
                 await send;
+                var took = System.Diagnostics.Stopwatch.GetElapsedTime(started);
                 lock (Succeeded)
                 {
                     Succeeded.Add(number);
+                    LongestSend = took > LongestSend ? took : LongestSend;
                 }
             }
             catch (RedisStreamsPublishException)

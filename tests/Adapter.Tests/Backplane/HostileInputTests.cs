@@ -30,7 +30,7 @@ public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelpe
         using var forged = new CounterTotal("signalr.redis_streams.forged", nodes);
         using var duplicates = new CounterTotal("signalr.redis_streams.duplicates_dropped", nodes);
         using var unknownHub = new CounterTotal("signalr.redis_streams.unknown_hub", nodes);
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         var node1 = nodes[1];
 
         // Legitimate traffic from both nodes, all the while.

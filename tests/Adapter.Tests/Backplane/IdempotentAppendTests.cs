@@ -114,6 +114,24 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     }
 
     [Fact]
+    public async Task An_append_that_saw_a_higher_total_than_Redis_now_holds_appends_nothing_and_says_so()
+    {
+        var first = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node",
+            [new PendingAppend(1, 1, Value(1), Force: false), new PendingAppend(1, 2, Value(12), Force: false, Channel: "other")], maxLength: 1000, wantIds: false);
+        Assert.Equal(3, first.Total); // the shared stream's last number 1 + the inbox's 2
+
+        // Redis lost the inbox's entries (as a replica promoted without them): its sequences and total fall back.
+        await Db.HashSetAsync(_keys.InboxSequences("other"), "node", 0);
+        await Db.HashSetAsync(_keys.Totals, "node", 1);
+        var refused = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(2), maxLength: 1000, wantIds: false, expectedTotal: first.Total);
+        var unchecked_ = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(2), maxLength: 1000, wantIds: false);
+
+        Assert.Equal((AppendOutcome.BehindElsewhere, 1L), (refused.Outcome, refused.Total));
+        Assert.Equal((AppendOutcome.Appended, 2L), (unchecked_.Outcome, unchecked_.Total));
+        Assert.Equal(["1", "2"], await SequencesInStreamAsync());
+    }
+
+    [Fact]
     public async Task Each_channel_has_its_own_stream_and_numbering_and_only_inboxes_expire()
     {
         var result = await AppendAsync(

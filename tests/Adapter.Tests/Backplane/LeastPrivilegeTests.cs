@@ -102,8 +102,8 @@ public sealed class LeastPrivilegeTests(RedisServerFixture redis, ITestOutputHel
     {
         var options = new RedisStreamsOptions { KeyPrefix = "app[1]:", StreamName = "chat*" };
         var rules = RedisStreamsAcl.Rules(options);
-        Assert.Equal(@"app\[1\]:chat\**", RedisStreamsAcl.KeyPattern(options));
-        Assert.StartsWith(@"resetkeys ~app\[1\]:chat\** resetchannels -@all +", rules, StringComparison.Ordinal);
+        Assert.Equal(@"{app\[1\]:chat\**", RedisStreamsAcl.KeyPattern(options));
+        Assert.StartsWith(@"resetkeys ~{app\[1\]:chat\** resetchannels -@all +", rules, StringComparison.Ordinal);
         Assert.Equal(RedisStreamsAcl.Commands.Count, RedisStreamsAcl.Commands.Distinct().Count());
         Assert.Equal(RedisStreamsAcl.Commands.Count, rules.Split(' ').Count(r => r.StartsWith('+')));
     }

@@ -23,6 +23,9 @@ public sealed class OptionsValidationTests
         { "ReplayWindow", o => o.ReplayWindow = TimeSpan.FromSeconds(-1) },
         { "ReadBlockTime", o => o.ReadBlockTime = TimeSpan.FromMinutes(5) },
         { "KeyPrefix", o => o.KeyPrefix = null! },
+        { "StreamCount", o => o.StreamCount = 0 },
+        { "StreamCount", o => o.StreamCount = 65 },
+        { "ConnectionStateRecovery", o => { o.StreamCount = 3; o.ConnectionStateRecovery = true; } },
     };
 
     [Theory]

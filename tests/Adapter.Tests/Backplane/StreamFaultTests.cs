@@ -18,7 +18,7 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         await using var a = await cluster.ConnectAsync(0);
         await using var b = await cluster.ConnectAsync(1);
         using var malformed = new CounterTotal("signalr.redis_streams.malformed");
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
 
         await redis.Server.ExecuteAsync("XADD", stream, "*", "foo", "bar");
         await redis.Server.ExecuteAsync("XADD", stream, "*", "e", "\u0004\u0001\u0001\u0000\u0001x\u0000\u0000"); // format 4
@@ -40,7 +40,7 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
         await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output);
         await using var a = await cluster.ConnectAsync(0);
         using var malformed = new CounterTotal("signalr.redis_streams.malformed");
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         byte[] Packet(string text) => StreamEntryFormat.EncodePacket(new StreamEntry
         {
             Kind = EntryKind.All, Node = "outsider", Hub = HubName,
@@ -64,14 +64,14 @@ public sealed class StreamFaultTests(RedisServerFixture redis, ITestOutputHelper
     public async Task A_node_that_stops_heartbeating_is_dropped_and_its_pending_client_results_fail()
     {
         await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output);
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         var node = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>();
 
         // A node that exists only in Redis: one heartbeat, one registered connection, then silence (as if killed).
         var ghost = "ghost-" + Guid.NewGuid().ToString("N")[..6];
         var heartbeat = StreamEntryFormat.Encode(new StreamEntry { Kind = EntryKind.Heartbeat, Node = ghost });
         await redis.Server.ExecuteAsync(["XADD", stream, "*", .. heartbeat.SelectMany(f => new[] { (string)f.Name!, f.Value.IsNullOrEmpty ? "" : (string)f.Value! })]);
-        await redis.Server.ExecuteAsync("HSET", cluster.KeyPrefix + cluster.StreamName + ":connections", "ghost-connection", ghost);
+        await redis.Server.ExecuteAsync("HSET", cluster.StreamKey + ":connections", "ghost-connection", ghost);
         await Eventually.TrueAsync(() => node.Membership.LiveNodes.Contains(ghost), "the ghost node is seen");
 
         var started = DateTime.UtcNow;

@@ -22,7 +22,7 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
             .AddRedisStreamsInstrumentation()
             .AddInMemoryExporter(spans)
             .Build()!;
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
 
         await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "traced");
         await far.WaitForTextAsync("traced");
@@ -73,7 +73,7 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
             .AddInMemoryExporter(spans)
             .Build()!;
 
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         await sender.Connection.InvokeAsync(nameof(TestHub.SendToGroup), "traced-room", "hello room");
         await member.WaitForTextAsync("hello room");
         tracing.ForceFlush();
@@ -108,7 +108,7 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
             .AddInMemoryExporter(spans)
             .Build()!;
         using var retries = new CounterTotal("signalr.redis_streams.publish_retries");
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
 
         // Published, then lost with Redis before anyone could be sure of it: republished after the empty restart.
         await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "before the crash");

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.SignalR;
 using Xunit.Abstractions;
+using SignalR.RedisStreams.Internal;
 
 namespace SignalR.RedisStreams.Tests.Infrastructure;
 
@@ -51,6 +52,10 @@ public sealed class TestCluster : IAsyncDisposable
     /// <summary>The key prefix every node of this cluster uses (unique per cluster).</summary>
     public string KeyPrefix { get; }
 
+    /// <summary>The key of the cluster's (first) stream, which every other key of the backplane starts with: the hash tag
+    /// of <see cref="KeyPrefix"/> + <see cref="StreamName"/>.</summary>
+    public string StreamKey => new RedisStreamsKeys(KeyPrefix, StreamName).StreamName;
+
     /// <summary>The nodes, by index.</summary>
     public IReadOnlyList<TestNode> Nodes => _nodes;
 
@@ -88,6 +93,18 @@ public sealed class TestCluster : IAsyncDisposable
         string? connectionString = null)
     {
         ArgumentNullException.ThrowIfNull(redis);
+        return await StartAsync(connectionString ?? redis.ConnectionString, nodeCount, protocol, output, configure);
+    }
+
+    /// <summary>Starts <paramref name="nodeCount"/> nodes that connect with <paramref name="connectionString"/> (e.g. the
+    /// endpoints of a Redis Cluster) and waits until they form a cluster.</summary>
+    public static async Task<TestCluster> StartAsync(
+        string connectionString,
+        int nodeCount,
+        HubProtocolKind protocol,
+        ITestOutputHelper? output = null,
+        Action<RedisStreamsOptions>? configure = null)
+    {
         var id = NewIsolationId();
         var streamName = $"test-{id}";
         var keyPrefix = $"t{id}:";
@@ -102,7 +119,7 @@ public sealed class TestCluster : IAsyncDisposable
         TestCluster? cluster = null;
         try
         {
-            var starting = Enumerable.Range(0, nodeCount).Select(i => TestNode.StartAsync(i, connectionString ?? redis.ConnectionString, Configure, output)).ToList();
+            var starting = Enumerable.Range(0, nodeCount).Select(i => TestNode.StartAsync(i, connectionString, Configure, output)).ToList();
             try
             {
                 await Task.WhenAll(starting);

@@ -108,7 +108,7 @@ public sealed class ConnectionRecoveryTests(RedisServerFixture redis, ITestOutpu
         await using var cluster = await StartClusterAsync(HubProtocolKind.Json, o => o.MaxDisconnectionDuration = TimeSpan.FromSeconds(1));
         await using var proxy = CuttableProxy.Start(cluster.Nodes[0].Url);
         await using var client = await RecoveringClient.ConnectAsync(proxy.Rewrite(cluster.Nodes[0].HubUrl), User, HubProtocolKind.Json);
-        var key = $"{cluster.KeyPrefix}{cluster.StreamName}:session:{client.Session.SessionId}";
+        var key = $"{cluster.StreamKey}:session:{client.Session.SessionId}";
         Assert.Equal(1, (int)await redis.Server.ExecuteAsync("EXISTS", key));
 
         proxy.Cut();
@@ -118,7 +118,7 @@ public sealed class ConnectionRecoveryTests(RedisServerFixture redis, ITestOutpu
         Assert.Equal(RecoveryStatus.NotRecovered, outcome.Status);
         Assert.Equal("session unknown or expired", outcome.Reason);
         // It starts fresh: a new session, and live messages reach it.
-        Assert.NotEqual(key, $"{cluster.KeyPrefix}{cluster.StreamName}:session:{client.Session.SessionId}");
+        Assert.NotEqual(key, $"{cluster.StreamKey}:session:{client.Session.SessionId}");
         var sender = new NumberedSender(cluster.Hub(0));
         await sender.SendToAllAsync();
         await client.WaitForCountAsync(1);
@@ -138,7 +138,7 @@ public sealed class ConnectionRecoveryTests(RedisServerFixture redis, ITestOutpu
 
         proxy.Freeze();
         // MAXLEN ~ trims whole nodes of the stream: send until the stream's first entry is after the client's position.
-        var stream = cluster.KeyPrefix + cluster.StreamName;
+        var stream = cluster.StreamKey;
         while (sender.Sent < 5_000 && string.CompareOrdinal(await FirstEntryIdAsync(stream), IdOf(position)) <= 0)
         {
             for (var i = 0; i < 50; i++)

@@ -89,7 +89,7 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
         // The traces show the freeze: a message sent while Redis was frozen has a publish span that lasts until Redis
         // answered again (with publish.retry events where the append timed out first).
         await Eventually.TrueAsync(
-            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "publish signalr"
+            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "publish {signalr}"
                 && s.Start >= frozenAt && s.End >= thawedAt - TimeSpan.FromSeconds(1) && s.End - s.Start >= TimeSpan.FromSeconds(2))),
             TimeSpan.FromSeconds(10), "a publish span held across the freeze");
         WriteTraceEvidence(frozenAt);
@@ -138,7 +138,7 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
         var (faultAt, marker) = await RestartUnderTrafficAsync("restart empty", FaultCommands.RestartRedisEmpty);
         Assert.Null(marker);
         await Eventually.TrueAsync(
-            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "republish signalr" && s.Start >= faultAt)),
+            () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "republish {signalr}" && s.Start >= faultAt)),
             TimeSpan.FromSeconds(10), "a republish span after the empty restart");
         WriteTraceEvidence(faultAt);
     }
@@ -262,8 +262,8 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
                 .Any(send =>
                 {
                     var trace = app.Receiver.Spans.Where(s => s.TraceId == send.TraceId).ToList();
-                    return trace.Any(s => s.Name == "publish signalr")
-                        && trace.Where(s => s.Name == "receive signalr").Select(s => s.ServiceName).Distinct().Count() == app.NodeCount;
+                    return trace.Any(s => s.Name == "publish {signalr}")
+                        && trace.Where(s => s.Name == "receive {signalr}").Select(s => s.ServiceName).Distinct().Count() == app.NodeCount;
                 })),
             TimeSpan.FromSeconds(10), "a trace from the generator's SendToRoom through the publish to a receive on every node");
     }
@@ -311,17 +311,17 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
 
     /// <summary>A message sent across the fault shows it in its trace: its producer span has <c>publish.retry</c> events.</summary>
     private Task AssertARetriedPublishSinceAsync(DateTimeOffset faultAt) => Eventually.TrueAsync(
-        () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "publish signalr" && s.EventNames.Contains("publish.retry") && s.End >= faultAt)),
+        () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "publish {signalr}" && s.EventNames.Contains("publish.retry") && s.End >= faultAt)),
         TimeSpan.FromSeconds(10), "a publish span with a publish.retry event, ended after the fault");
 
     /// <summary>What the traces show of the fault: publish spans with <c>publish.retry</c> events, the longest publish
     /// span, republish spans; all since <paramref name="faultAt"/>.</summary>
     private void WriteTraceEvidence(DateTimeOffset faultAt)
     {
-        var publishes = app.Receiver.Spans.Where(s => s.Name == "publish signalr" && s.End >= faultAt).ToList();
+        var publishes = app.Receiver.Spans.Where(s => s.Name == "publish {signalr}" && s.End >= faultAt).ToList();
         var longest = publishes.Count == 0 ? TimeSpan.Zero : publishes.Max(s => s.End - s.Start);
         output.WriteLine($"traces since the fault: {publishes.Count} publish spans, {publishes.Count(s => s.EventNames.Contains("publish.retry"))} with publish.retry events, " +
-            $"the longest {longest.TotalMilliseconds:0} ms; {app.Receiver.Spans.Count(s => s.Name == "republish signalr" && s.Start >= faultAt)} republish spans");
+            $"the longest {longest.TotalMilliseconds:0} ms; {app.Receiver.Spans.Count(s => s.Name == "republish {signalr}" && s.Start >= faultAt)} republish spans");
     }
 
     private void AssertSucceeded(ExecuteCommandResult result)

@@ -23,7 +23,7 @@ public sealed class IdentityTests(ChatAppFixture app)
     private static readonly TimeSpan DeliveryTimeout = TimeSpan.FromSeconds(15);
 
     /// <summary>The Redis list of the shared Data Protection key ring (ChatNode's ChatKeys).</summary>
-    private const string DataProtectionKeysKey = "signalr:chat:dataprotection-keys";
+    private const string DataProtectionKeysKey = "{signalr:chat}:dataprotection-keys";
 
     [Fact]
     public async Task Anonymous_negotiate_and_connect_are_refused_with_401_through_the_balancer_and_on_every_node()

@@ -79,7 +79,7 @@ public sealed class UnsharedKeysTests(UnsharedKeysFixture app) : IClassFixture<U
         var connectionString = await app.App.GetConnectionStringAsync(AppFaults.Redis)
             ?? throw new InvalidOperationException("redis has no connection string.");
         await using var redis = await ConnectionMultiplexer.ConnectAsync(connectionString);
-        Assert.False(await redis.GetDatabase().KeyExistsAsync("signalr:chat:dataprotection-keys"));
+        Assert.False(await redis.GetDatabase().KeyExistsAsync("{signalr:chat}:dataprotection-keys"));
     }
 
     private async Task<HttpStatusCode> MeStatusAsync(string node, Cookie authCookie)

@@ -72,7 +72,7 @@ public class ChatAppFixture : IAsyncLifetime
         try
         {
             await _app.StartAsync(startup.Token);
-            await WaitUntilHealthyAsync([AppHostSettings.RedisResourceName, .. NodeNames, AppHostSettings.LoadBalancerResourceName], startup.Token);
+            await WaitUntilHealthyAsync(ResourcesToWaitFor(), startup.Token);
         }
         catch (OperationCanceledException ex) when (startup.IsCancellationRequested)
         {
@@ -82,6 +82,9 @@ public class ChatAppFixture : IAsyncLifetime
         BalancerUrl = _app.GetEndpoint(AppHostSettings.LoadBalancerResourceName, "http");
         OnStarted();
     }
+
+    /// <summary>The resources that must be healthy before the tests run: Redis, the chat nodes and the balancer.</summary>
+    protected virtual IEnumerable<string> ResourcesToWaitFor() => [AppHostSettings.RedisResourceName, .. NodeNames, AppHostSettings.LoadBalancerResourceName];
 
     /// <summary>Runs once the app is healthy (e.g. to start watching a resource's log); by default nothing.</summary>
     protected virtual void OnStarted()

@@ -62,7 +62,7 @@ public sealed class NotRecoveredTests(ShortStreamAppFixture app)
         var connectionString = await app.App.GetConnectionStringAsync(AppFaults.Redis)
             ?? throw new InvalidOperationException("redis has no connection string.");
         await using var redis = await ConnectionMultiplexer.ConnectAsync(connectionString);
-        return await redis.GetDatabase().KeyExistsAsync("signalr:session:" + token);
+        return await redis.GetDatabase().KeyExistsAsync("{signalr}:session:" + token);
     }
 
     /// <summary>A signed-in chat client with a recovery session, through the balancer; it can drop its connection and
