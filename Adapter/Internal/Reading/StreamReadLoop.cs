@@ -173,6 +173,12 @@ internal sealed class StreamReadLoop
                     Log.ReadCountReduced(_node.Logger, _node.Keys.StreamName, _readCount);
                 }
                 var delay = Retry.Backoff(attempt);
+                if (ex is RedisTimeoutException && db.Multiplexer.IsConnected)
+                {
+                    // The late reply is still coming down this connection, and a read sent now would wait behind it
+                    // and time out in turn, again and again: let it arrive first (at most one more timeout).
+                    delay = TimeSpan.FromMilliseconds(Math.Max(delay.TotalMilliseconds, db.Multiplexer.TimeoutMilliseconds));
+                }
                 Log.ReadFailed(_node.Logger, ex, _node.Keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
                 try
                 {
