@@ -173,10 +173,11 @@ internal sealed class StreamReadLoop
                     Log.ReadCountReduced(_node.Logger, _node.Keys.StreamName, _readCount);
                 }
                 var delay = Retry.Backoff(attempt);
-                if (ex is RedisTimeoutException && db.Multiplexer.IsConnected)
+                if (IsReplyStillArriving(ex) && db.Multiplexer.IsConnected)
                 {
                     // The late reply is still coming down this connection, and a read sent now would wait behind it
-                    // and time out in turn, again and again: let it arrive first (at most one more timeout).
+                    // and time out in turn, again and again: let it arrive first (at most one more timeout). Not
+                    // after a timeout with nothing received (Redis frozen, or no connection yet): no reply is coming.
                     delay = TimeSpan.FromMilliseconds(Math.Max(delay.TotalMilliseconds, db.Multiplexer.TimeoutMilliseconds));
                 }
                 Log.ReadFailed(_node.Logger, ex, _node.Keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
@@ -195,6 +196,14 @@ internal sealed class StreamReadLoop
             }
         }
     }
+
+    /// <summary>A timeout while the reply was arriving (bytes received, not all): StackExchange.Redis says so in its
+    /// message ("Timeout awaiting response (..., inbound=3851KiB, ..."); anything else, or another wording, is not.</summary>
+    private static bool IsReplyStillArriving(Exception ex)
+        => ex is RedisTimeoutException
+           && ex.Message.StartsWith("Timeout awaiting response", StringComparison.Ordinal)
+           && ex.Message.Contains("inbound=", StringComparison.Ordinal)
+           && !ex.Message.Contains("inbound=0KiB", StringComparison.Ordinal);
 
     /// <summary>Handles an XREAD reply asked with COUNT <paramref name="count"/> (a stream that returned that many
     /// entries may have more).</summary>
