@@ -231,14 +231,16 @@ internal sealed class SoakAccount
     /// <summary>The local wall-clock time of a <see cref="Stopwatch"/> timestamp (UTC, as the log lines show it).</summary>
     private static DateTime WallClock(long timestamp) => DateTime.UtcNow - Stopwatch.GetElapsedTime(timestamp);
 
-    /// <summary>Redis restarted without its data after the message was sent, and the sender's node was killed from just
-    /// before that restart to 15 s after it: the node may have died before publishing its replay window again.</summary>
+    /// <summary>Redis restarted without its data after the message was sent, and the sender's node was killed after the
+    /// send and before 15 s after that restart: the node died before it could publish its replay window again (killed
+    /// after the restart), or before the restart, when nobody is left to republish what Redis lost (a receiver frozen
+    /// until then never read it).</summary>
     private static bool LostWithItsNode(SentMessage message, IReadOnlyList<FaultWindow> faults)
     {
         var second = Stopwatch.Frequency;
         return faults.Any(w => w.Fault == SoakFault.RedisRestartEmpty && w.Begin >= message.Start
             && faults.Any(k => k.Fault == SoakFault.NodeKill && k.Node == message.SenderNode && k.Begin >= message.Start
-                && k.Begin >= w.Begin - second && k.Begin <= w.End + (15 * second)));
+                && k.Begin <= w.End + (15 * second)));
     }
 
     private static bool IsFor(SentMessage message, SoakClient client) => message.Kind switch
