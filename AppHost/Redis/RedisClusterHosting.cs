@@ -1,5 +1,4 @@
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.HealthChecks;
@@ -60,7 +59,7 @@ public static class RedisClusterHosting
 
         var dataDirectory = RedisHostingExtensions.CreateDataDirectory(builder.AppHostDirectory);
         var password = ParameterResourceBuilderExtensions.CreateDefaultPasswordParameter(builder, $"{name}-password", special: false);
-        var ports = FreeClusterPorts(NodeCount);
+        var ports = ClusterPorts.TryFind(NodeCount) ?? throw new RedisHostingException("No free loopback ports for the local Redis Cluster.");
         var nodes = new List<IResourceBuilder<ExecutableResource>>();
         for (var i = 0; i < NodeCount; i++)
         {
@@ -123,37 +122,6 @@ public static class RedisClusterHosting
         var endpoints = string.Join(',', ports.Select(p => "127.0.0.1:" + p.ToString(CultureInfo.InvariantCulture)));
         var connectionString = builder.AddConnectionString(name, ReferenceExpression.Create($"{endpoints},password={password},abortConnect=false"));
         return (connectionString, create);
-    }
-
-    /// <summary>Free loopback ports whose cluster bus port (+10000) is free too, below the ephemeral range.</summary>
-    private static List<int> FreeClusterPorts(int count)
-    {
-        var ports = new List<int>();
-        var next = 20000 + Random.Shared.Next(0, 9000);
-        for (var tried = 0; ports.Count < count && tried < 2000; tried++, next = next >= 29999 ? 20000 : next + 1)
-        {
-            if (IsFree(next) && IsFree(next + 10000))
-            {
-                ports.Add(next);
-            }
-        }
-
-        return ports.Count == count ? ports : throw new RedisHostingException("No free loopback ports for the local Redis Cluster.");
-    }
-
-    private static bool IsFree(int port)
-    {
-        try
-        {
-            var listener = new TcpListener(IPAddress.Loopback, port);
-            listener.Start();
-            listener.Stop();
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
-        }
     }
 
     /// <summary>Healthy when the node answers <c>AUTH</c> + <c>PING</c>.</summary>

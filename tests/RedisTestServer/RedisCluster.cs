@@ -1,7 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net;
 using System.Net.Sockets;
+using AppHost.Redis;
 
 namespace RedisTestServer;
 
@@ -46,7 +46,7 @@ public sealed class RedisCluster : IAsyncDisposable
         try
         {
             var count = masters * (1 + replicasPerMaster);
-            var ports = FreeClusterPorts(count);
+            var ports = ClusterPorts.TryFind(count) ?? throw new InvalidOperationException("No free loopback ports for a Redis Cluster.");
             foreach (var port in ports)
             {
                 servers.Add(await RedisServer.StartClusterNodeAsync(port, timeout));
@@ -239,43 +239,6 @@ public sealed class RedisCluster : IAsyncDisposable
         if (process.ExitCode != 0)
         {
             throw new InvalidOperationException($"redis-cli {string.Join(' ', startInfo.ArgumentList)} failed ({process.ExitCode}): {await output} {await error}");
-        }
-    }
-
-    /// <summary>Free loopback ports whose cluster bus port (+10000) is free too, below the ephemeral range so that the
-    /// bus port stays a valid port.</summary>
-    private static List<int> FreeClusterPorts(int count)
-    {
-        var ports = new List<int>();
-        var next = 20000 + Random.Shared.Next(0, 9000);
-        for (var tried = 0; ports.Count < count && tried < 2000; tried++, next++)
-        {
-            if (next >= 30000)
-            {
-                next = 20000;
-            }
-
-            if (IsFree(next) && IsFree(next + 10000))
-            {
-                ports.Add(next);
-            }
-        }
-
-        return ports.Count == count ? ports : throw new InvalidOperationException("No free loopback ports for a Redis Cluster.");
-    }
-
-    private static bool IsFree(int port)
-    {
-        try
-        {
-            var listener = new TcpListener(IPAddress.Loopback, port);
-            listener.Start();
-            listener.Stop();
-            return true;
-        }
-        catch (SocketException)
-        {
-            return false;
         }
     }
 }
