@@ -28,31 +28,15 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
         await far.WaitForTextAsync("traced");
         tracing.ForceFlush();
 
-        List<Activity> Snapshot()
-        {
-            lock (spans)
-            {
-                return [.. spans];
-            }
-        }
-        bool Mine(Activity s) => (string?)s.GetTagItem("messaging.destination.name") == stream && (string?)s.GetTagItem("signalr.redis_streams.kind") == "All";
-        await Eventually.TrueAsync(() => Snapshot().Count(s => s.Kind == ActivityKind.Consumer && Mine(s)) >= 3, "a consumer span per node");
-
-        var all = Snapshot().Where(Mine).ToList();
-        var producer = Assert.Single(all, s => s.Kind == ActivityKind.Producer);
-        var consumers = all.Where(s => s.Kind == ActivityKind.Consumer).ToList();
-        Assert.Equal(3, consumers.Count);
+        var (producer, consumers) = await Spans.OneTraceOfAllSendAsync(spans, stream, nodes: 3);
         Assert.All(consumers, c =>
         {
-            Assert.Equal(producer.TraceId, c.TraceId);
-            Assert.Equal(producer.SpanId, c.ParentSpanId);
             Assert.Equal("redis", c.GetTagItem("messaging.system"));
             Assert.Equal(stream, c.GetTagItem("messaging.destination.name"));
             Assert.Equal("process", c.GetTagItem("messaging.operation.type"));
             Assert.NotNull(c.GetTagItem("messaging.message.id"));
             Assert.Equal(typeof(TestHub).FullName, c.GetTagItem("signalr.hub"));
         });
-        Assert.Equal(3, consumers.Select(c => c.GetTagItem("signalr.redis_streams.node")).Distinct().Count());
         Assert.Equal("send", producer.GetTagItem("messaging.operation.type"));
         Assert.Equal(consumers[0].GetTagItem("messaging.message.id"), producer.GetTagItem("messaging.message.id"));
         // Probes on every node plus the far client: every node reached at least one connection.
@@ -78,13 +62,7 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
         await member.WaitForTextAsync("hello room");
         tracing.ForceFlush();
 
-        List<Activity> Snapshot()
-        {
-            lock (spans)
-            {
-                return [.. spans];
-            }
-        }
+        List<Activity> Snapshot() => Spans.Snapshot(spans);
         await Eventually.TrueAsync(() => Snapshot().Any(s => s.Kind == ActivityKind.Consumer && IsGroups(s, stream)
             && (int)s.GetTagItem("signalr.redis_streams.connections_reached")! == 1), "the member's node received the group packet");
         var snapshot = Snapshot();
@@ -122,13 +100,7 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
         await far.WaitForTextAsync("during the outage");
         tracing.ForceFlush();
 
-        List<Activity> Snapshot()
-        {
-            lock (spans)
-            {
-                return [.. spans];
-            }
-        }
+        List<Activity> Snapshot() => Spans.Snapshot(spans);
         bool Mine(Activity s) => (string?)s.GetTagItem("messaging.destination.name") == stream;
         await Eventually.TrueAsync(() => Snapshot().Any(s => Mine(s) && s.DisplayName.StartsWith("republish", StringComparison.Ordinal)),
             "a republish span after the empty restart");

@@ -30,27 +30,8 @@ public sealed class ClusterTracingTests(RedisClusterFixture redis, ITestOutputHe
         await far.WaitForTextAsync("traced on a cluster");
         tracing.ForceFlush();
 
-        List<Activity> Snapshot()
-        {
-            lock (spans)
-            {
-                return [.. spans];
-            }
-        }
-        bool Mine(Activity s) => (string?)s.GetTagItem("messaging.destination.name") == stream && (string?)s.GetTagItem("signalr.redis_streams.kind") == "All";
-        await Eventually.TrueAsync(() => Snapshot().Count(s => s.Kind == ActivityKind.Consumer && Mine(s)) >= 3, "a consumer span per node");
-
-        var all = Snapshot().Where(Mine).ToList();
-        var producer = Assert.Single(all, s => s.Kind == ActivityKind.Producer);
-        var consumers = all.Where(s => s.Kind == ActivityKind.Consumer).ToList();
-        Assert.Equal(3, consumers.Count);
-        Assert.All(consumers, c =>
-        {
-            Assert.Equal(producer.TraceId, c.TraceId);
-            Assert.Equal(producer.SpanId, c.ParentSpanId);
-            Assert.Equal("receive " + stream, c.DisplayName);
-        });
-        Assert.Equal(3, consumers.Select(c => c.GetTagItem("signalr.redis_streams.node")).Distinct().Count());
+        var (producer, consumers) = await Spans.OneTraceOfAllSendAsync(spans, stream, nodes: 3);
+        Assert.All(consumers, c => Assert.Equal("receive " + stream, c.DisplayName));
         Assert.Equal("publish " + stream, producer.DisplayName);
     }
 }
