@@ -13,7 +13,7 @@ internal sealed class ShardReaders
     {
         _readers = readers;
         Positioned = readers.Length == 1 ? readers[0].Positioned : Task.WhenAll(readers.Select(r => r.Positioned));
-        FirstAttempt = readers.Length == 1 ? readers[0].FirstAttempt : FirstAttemptOfAllAsync(readers);
+        FirstAttempt = readers.Length == 1 ? readers[0].FirstAttempt : Task.WhenAll(readers.Select(r => r.FirstAttempt));
     }
 
     public IReadOnlyList<StreamReadLoop> All => _readers;
@@ -45,9 +45,4 @@ internal sealed class ShardReaders
     public Task SampleEntriesBehindAsync() => Task.WhenAll(_readers.Select(r => r.SampleEntriesBehindAsync()));
 
     public Task[] Run() => [.. _readers.Select(r => Task.Run(r.RunAsync))];
-
-    private static async Task FirstAttemptOfAllAsync(StreamReadLoop[] readers)
-    {
-        await Task.WhenAll(readers.Select(r => r.FirstAttempt));
-    }
 }
