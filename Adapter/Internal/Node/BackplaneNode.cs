@@ -47,7 +47,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         Keys = ShardKeys[0];
         var meterFactory = services.GetService<IMeterFactory>() ?? new StandaloneMeterFactory();
         // The gauges read parts created below; they are observed only once the node runs.
-        Instruments = new BackplaneInstruments(meterFactory, NodeId, () => Publisher!.OutboxDepth, () => Membership!.LiveCount, () => Reader!.EntriesBehind);
+        Instruments = new BackplaneInstruments(meterFactory, NodeId, () => Publisher!.OutboxDepth, () => Membership!.LiveCount, () => Reader!.PacketsBehind);
 
         _connections = new RedisConnections(_options, services, _logger, NodeId);
         _epochs = [.. ShardKeys.Select(k => new RedisEpoch(k, CommandDatabase, OnRedisRestartedEmpty))];
@@ -258,7 +258,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
             db.KeyExpireAsync(keys.Inbox(NodeId), RedisStreamsKeys.InboxLifetime),
             db.KeyExpireAsync(keys.InboxSequences(NodeId), RedisStreamsKeys.InboxLifetime),
         }));
-        await Reader.SampleEntriesBehindAsync();
+        await Reader.SamplePacketsBehindAsync();
     }
 
     /// <summary>The host's start: returns once the reader reads from a concrete position, so that no client can connect

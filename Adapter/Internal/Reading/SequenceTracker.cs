@@ -1,11 +1,13 @@
+using System.Collections.Concurrent;
+
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>Per sender node, the last sequence number this node processed: drops what it already had (a retried or
 /// republished append), and counts the numbers it skipped (a gap: trimmed by MaxLength, or lost by Redis).
-/// Used by the reader only, so it needs no lock.</summary>
+/// Written by the reader only; <see cref="Last"/> may also be read from another thread (the lag gauge).</summary>
 internal sealed class SequenceTracker
 {
-    private readonly Dictionary<string, long> _last = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, long> _last = new(StringComparer.Ordinal);
 
     /// <summary>The sender had appended up to <paramref name="sequence"/> when this node positioned its reader: what
     /// follows in the stream starts after it, so a hole is noticed even in the first entry read from that sender.</summary>

@@ -34,7 +34,7 @@ internal sealed class ShardReaders
     public TimeSpan LastReadLag => _readers.Max(r => r.LastReadLag);
 
     /// <summary>Entries after the cursors, summed over the streams.</summary>
-    public long EntriesBehind => _readers.Sum(r => r.EntriesBehind);
+    public long PacketsBehind => _readers.Sum(r => r.PacketsBehind);
 
     /// <summary>The first stream's processed position (connection-state recovery runs with one stream only).</summary>
     public DeliveryPosition Processed => _readers[0].Processed;
@@ -42,7 +42,7 @@ internal sealed class ShardReaders
     public Task WhenProcessedAsync(DeliveryPosition target, TimeSpan timeout, CancellationToken cancellationToken)
         => _readers[0].WhenProcessedAsync(target, timeout, cancellationToken);
 
-    public Task SampleEntriesBehindAsync() => Task.WhenAll(_readers.Select(r => r.SampleEntriesBehindAsync()));
+    public Task SamplePacketsBehindAsync() => Task.WhenAll(_readers.Select(r => r.SamplePacketsBehindAsync()));
 
     public Task[] Run() => [.. _readers.Select(r => Task.Run(r.RunAsync))];
 }

@@ -40,7 +40,7 @@ internal sealed class StreamReadLoop
     private string _inboxCursor = StartPosition.AfterEmptyRestart;
     private long _lastReadOk;
     private long _lastReadLagMs;
-    private long _entriesBehind;
+    private long _packetsBehind;
     private bool _rightsChecked;
 
     // Entries asked per XREAD: ReadCount, cut to a quarter after a read timed out (huge entries, a busy machine: the
@@ -83,8 +83,8 @@ internal sealed class StreamReadLoop
     /// <summary>Age of the last entry processed when it was processed.</summary>
     public TimeSpan LastReadLag => TimeSpan.FromMilliseconds(Interlocked.Read(ref _lastReadLagMs));
 
-    /// <summary>Entries in the stream after the cursor, as last sampled.</summary>
-    public long EntriesBehind => Interlocked.Read(ref _entriesBehind);
+    /// <summary>Packets appended to this node's two streams that it has not read yet, as last sampled.</summary>
+    public long PacketsBehind => Interlocked.Read(ref _packetsBehind);
 
     public async Task RunAsync()
     {
@@ -472,19 +472,31 @@ internal sealed class StreamReadLoop
         _node.Instruments.ReadLag.Record(lag);
     }
 
-    private const string CountAheadScript = "return #redis.call('XRANGE', KEYS[1], ARGV[1], '+', 'COUNT', ARGV[2])";
-
-    /// <summary>Counts the entries after the cursor (up to 1 000), for the lag gauge; called with each heartbeat.</summary>
-    public async Task SampleEntriesBehindAsync()
+    /// <summary>Counts the packets appended to this node's two streams that it has not read yet, for the lag gauge;
+    /// called with each heartbeat. Per sender, the last number Redis gave it (the sequence hashes, a few fields) minus
+    /// the last this node read: no entry is touched, in Redis or on the wire, however large entries are (counting
+    /// entries after the cursor in Lua would copy each into the script, which for a 64 MiB entry blocks Redis for
+    /// seconds).</summary>
+    public async Task SamplePacketsBehindAsync()
     {
-        const int Cap = 1000;
-        var cursor = _cursor;
-        if (cursor.Length == 0)
+        var db = _commandDatabase();
+        var shared = db.HashGetAllAsync(_node.Keys.Sequences);
+        var inbox = db.HashGetAllAsync(_node.Keys.InboxSequences(_node.NodeId));
+        var behind = Behind(await shared, _sequences) + Behind(await inbox, _inboxSequences);
+        Interlocked.Exchange(ref _packetsBehind, behind);
+    }
+
+    private static long Behind(HashEntry[] appended, SequenceTracker read)
+    {
+        long behind = 0;
+        foreach (var sender in appended)
         {
-            return;
+            if (sender.Value.TryParse(out long last))
+            {
+                // A sender whose numbering restarted lower (Redis restarted empty) counts 0 until it passes what was read.
+                behind += Math.Max(0, last - read.Last(sender.Name!));
+            }
         }
-        // Counted in Redis: the entries themselves (up to 1 000 batches of packets) never cross the network.
-        var ahead = await _commandDatabase().ScriptEvaluateAsync(CountAheadScript, [_node.Keys.Stream], ["(" + cursor, Cap]);
-        Interlocked.Exchange(ref _entriesBehind, (long)ahead);
+        return behind;
     }
 }

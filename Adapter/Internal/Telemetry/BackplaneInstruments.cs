@@ -9,7 +9,7 @@ internal sealed class BackplaneInstruments
 {
     public static readonly ActivitySource Source = new(RedisStreamsTelemetry.ActivitySourceName);
 
-    public BackplaneInstruments(IMeterFactory meterFactory, string nodeId, Func<int> outboxDepth, Func<int> liveNodes, Func<long> entriesBehind)
+    public BackplaneInstruments(IMeterFactory meterFactory, string nodeId, Func<int> outboxDepth, Func<int> liveNodes, Func<long> packetsBehind)
     {
         Meter = meterFactory.Create(new MeterOptions(RedisStreamsTelemetry.MeterName)
         {
@@ -34,7 +34,7 @@ internal sealed class BackplaneInstruments
         ReadLag = Meter.CreateHistogram<double>("signalr.redis_streams.read_lag", "ms", "Age of an entry (its stream id's time) when this node processed it.");
         Meter.CreateObservableGauge("signalr.redis_streams.outbox.depth", outboxDepth, "{entry}", "Sends waiting to be published.");
         Meter.CreateObservableGauge("signalr.redis_streams.nodes.live", liveNodes, "{node}", "Nodes heard from within the heartbeat timeout, this one included.");
-        Meter.CreateObservableGauge("signalr.redis_streams.read_lag.entries", entriesBehind, "{entry}", "Entries in the stream this node has not read yet (sampled at each heartbeat).");
+        Meter.CreateObservableGauge("signalr.redis_streams.read_lag.packets", packetsBehind, "{packet}", "Packets appended to the shared stream and this node's inbox that it has not read yet (sampled at each heartbeat).");
     }
 
     public Meter Meter { get; }

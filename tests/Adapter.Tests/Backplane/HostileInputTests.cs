@@ -9,7 +9,7 @@ using Xunit.Abstractions;
 namespace SignalR.RedisStreams.Tests.Backplane;
 
 /// <summary>Hostile data written straight into the stream (with StackExchange.Redis, as any Redis user with XADD rights
-/// could) while two real nodes deliver real traffic: 10,000 garbage entries, two 16 MiB entries, forged entries that
+/// could) while two real nodes deliver real traffic: 10,000 garbage entries, two 64 MiB entries, forged entries that
 /// claim another node's sequence numbers, and entries for a hub nobody serves. Each is skipped and counted, nothing
 /// crashes, and every legitimate message arrives once and in order.</summary>
 public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelper output) : IClassFixture<RedisServerFixture>
@@ -43,7 +43,7 @@ public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelpe
         })).ToArray();
 
         var options = ConfigurationOptions.Parse(redis.Server.ConnectionString);
-        options.AsyncTimeout = options.SyncTimeout = 60_000; // 16 MiB appends on a busy machine
+        options.AsyncTimeout = options.SyncTimeout = 60_000; // 64 MiB appends on a busy machine
         await using var hostile = await ConnectionMultiplexer.ConnectAsync(options);
         var db = hostile.GetDatabase();
         var random = new Random(14);
@@ -64,9 +64,8 @@ public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelpe
 
         await Task.WhenAll(garbage);
 
-        // Two entries of 16 MiB (64 MiB ones can stall a reader on a busy machine: see the README): random bytes where a
-        // packet belongs, and a valid-looking header followed by 16 MiB.
-        var huge = new byte[16 * 1024 * 1024];
+        // Two entries of 64 MiB: random bytes where a packet belongs, and a valid-looking header followed by 64 MiB.
+        var huge = new byte[64 * 1024 * 1024];
         random.NextBytes(huge);
         await db.StreamAddAsync(stream, "e", huge);
         huge[0] = 2; // format version 2, then nonsense
@@ -86,7 +85,7 @@ public sealed class HostileInputTests(RedisServerFixture redis, ITestOutputHelpe
         await Task.WhenAll(legitimate).WaitAsync(TimeSpan.FromMinutes(1));
         await a.WaitForTextAsync($"n1-{LegitimatePerNode}", TimeSpan.FromSeconds(60));
         await b.WaitForTextAsync($"n0-{LegitimatePerNode}", TimeSpan.FromSeconds(60));
-        // Sent after every hostile entry, so its arrival on both nodes shows each reader got past the 16 MiB entries:
+        // Sent after every hostile entry, so its arrival on both nodes shows each reader got past the 64 MiB entries:
         // on a busy machine one such reply can take longer than the reader's timeout, and the reader retries with
         // fewer entries per read until it gets through (the flush below waits 15 s per sentinel, not that long).
         await cluster.Hub(0).Clients.All.SendAsync(TestClient.SendMethod, "after the hostile entries");
