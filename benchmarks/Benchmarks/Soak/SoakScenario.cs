@@ -46,6 +46,7 @@ internal sealed record SoakOutcome(
     IReadOnlyDictionary<SoakFault, int> FaultCounts,
     long GapsReported,
     long ClientsMissedInGaps,
+    IReadOnlyList<string> UnderReported,
     IReadOnlyList<(int Node, long PeakBytes, int Incarnations)> NodeMemory,
     long DriverPeakBytes,
     long PeakOutbox,
@@ -521,8 +522,14 @@ internal sealed class SoakScenario : IDisposable
         }
 
         text.AppendLine(CultureInfo.InvariantCulture, $"- Clients: {clients.Length} in all ({clients.Count(c => c.ClosedAt != 0)} lost with their node).");
+        // Per node incarnation, the distinct messages its clients missed in reported gaps can be no more than the packets
+        // it reported missing: more would mean a message was excused by a gap that did not hold it.
+        var underReported = incarnations
+            .Where(n => (account.MissedByNode.GetValueOrDefault(n)?.Count ?? 0) > n.Gaps.Sum(g => g.Missing))
+            .Select(n => $"node {n.Index}.{n.Incarnation} reported {n.Gaps.Sum(g => g.Missing):N0} missing, its clients missed {account.MissedByNode[n].Count:N0}")
+            .ToList();
         var markdown = text.ToString();
-        return new SoakOutcome(account, counts, gapsReported, account.Total.MissedInReportedGap, memory, driver, peakOutbox, settled, elapsed, markdown);
+        return new SoakOutcome(account, counts, gapsReported, account.Total.MissedInReportedGap, underReported, memory, driver, peakOutbox, settled, elapsed, markdown);
     }
 
     private static string Row(string name, string fired, AccountRow r) => string.Create(CultureInfo.InvariantCulture,
