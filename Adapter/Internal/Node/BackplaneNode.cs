@@ -236,7 +236,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
 
     private async Task StartCoreAsync()
     {
-        Log.Starting(_logger, NodeId, Keys.StreamName);
+        Log.Starting(_logger, NodeId, Keys.StreamName, ShardKeys[SendShard].StreamName, SendShard, ShardKeys.Length);
         await _connections.ConnectAsync();
         _readLoops = Reader.Run();
         _publishLoop = Task.Run(Publisher.RunAsync);

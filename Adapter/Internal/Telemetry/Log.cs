@@ -5,8 +5,8 @@ namespace SignalR.RedisStreams.Internal;
 /// <summary>Every log message of the backplane, source-generated, with stable event ids.</summary>
 internal static partial class Log
 {
-    [LoggerMessage(1, LogLevel.Information, "Redis Streams backplane node {NodeId} starting on stream '{Stream}'.")]
-    public static partial void Starting(ILogger logger, string nodeId, string stream);
+    [LoggerMessage(1, LogLevel.Information, "Redis Streams backplane node {NodeId} starting on stream '{Stream}'; it sends on '{SendStream}' (stream {SendShard} of {StreamCount}).")]
+    public static partial void Starting(ILogger logger, string nodeId, string stream, string sendStream, int sendShard, int streamCount);
 
     [LoggerMessage(2, LogLevel.Information, "Node {NodeId} reads stream '{Stream}' from entry {StartId}.")]
     public static partial void ReaderPositioned(ILogger logger, string nodeId, string stream, string startId);

@@ -1,3 +1,4 @@
+using System.Globalization;
 using AppHost.Faults;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
@@ -26,6 +27,43 @@ internal static class AppFaults
         var pid = await ApplicationProcessIdAsync(app, resource, cancellationToken);
         UnixSignal.Send(pid, UnixSignal.Kill);
         await WaitUntilStoppedAsync(app, resource, cancellationToken);
+    }
+
+    /// <summary>SIGKILL to the redis-server of a Redis resource (see <see cref="RedisServerProcessIdAsync"/>), then waits
+    /// until the orchestrator sees it gone.</summary>
+    public static async Task KillRedisServerAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        var pid = await RedisServerProcessIdAsync(app, resource, cancellationToken);
+        UnixSignal.Send(pid, UnixSignal.Kill);
+        await WaitUntilStoppedAsync(app, resource, cancellationToken);
+    }
+
+    /// <summary>Freezes the redis-server of a Redis resource (SIGSTOP) until <paramref name="until"/> completes, then
+    /// thaws it (SIGCONT), also when <paramref name="until"/> fails.</summary>
+    public static async Task<T> PauseRedisServerUntilAsync<T>(DistributedApplication app, string resource, Func<Task<T>> until, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(until);
+        var pid = await RedisServerProcessIdAsync(app, resource, cancellationToken);
+        UnixSignal.Send(pid, UnixSignal.Stop);
+        try
+        {
+            return await until();
+        }
+        finally
+        {
+            UnixSignal.Send(pid, UnixSignal.Continue);
+        }
+    }
+
+    /// <summary>The redis-server process of a Redis resource: the pid the orchestrator reports for the executable, not
+    /// its deepest descendant (a master forks a child for a replica's full sync, which is not the server).</summary>
+    public static async Task<int> RedisServerProcessIdAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
+    {
+        var pid = await ResourceProcess.ReportedProcessIdAsync(app.ResourceNotifications, resource, cancellationToken);
+        var name = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/comm").Trim();
+        return name.StartsWith("redis-server", StringComparison.Ordinal)
+            ? pid
+            : throw new InvalidOperationException($"The process {pid} of {resource} is '{name}', not redis-server.");
     }
 
     /// <summary>Starts a stopped resource and waits until it is healthy.</summary>

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Globalization;
 using AppHost.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR.Client;
@@ -114,6 +115,7 @@ internal sealed class ChaosTraffic : IAsyncDisposable
                 {
                     report.Lost++;
                     report.LostDirect += Channel(k);
+                    report.Missed(receiver.Node, sender.Name, k);
                     if (report.LostSamples.Count < 20)
                     {
                         report.LostSamples.Add($"{sender.Name}|{k} (kind {Kind(k)}) not at {receiver.User}@{receiver.Node}");
@@ -131,6 +133,7 @@ internal sealed class ChaosTraffic : IAsyncDisposable
         }
         report.Sent = _senders.Sum(s => s.Succeeded.Count);
         report.FailedToSend = _senders.Sum(s => s.Failed);
+        report.LongestSend = _senders.Max(s => s.LongestSend);
         return report;
     }
 
@@ -178,6 +181,7 @@ internal sealed class ChaosTraffic : IAsyncDisposable
         private readonly ConcurrentBag<int> _succeeded = [];
         private int _issued;
         private int _failed;
+        private long _longestSendTicks;
 
         public HubConnection Connection { get; } = connection;
 
@@ -193,6 +197,9 @@ internal sealed class ChaosTraffic : IAsyncDisposable
         public int Failed => Volatile.Read(ref _failed);
 
         public IReadOnlyCollection<int> Succeeded => [.. _succeeded];
+
+        /// <summary>The longest a hub invocation of this sender took to complete or fail: how long its sends stalled.</summary>
+        public TimeSpan LongestSend => TimeSpan.FromTicks(Interlocked.Read(ref _longestSendTicks));
 
         public async Task RunAsync(int count, TimeSpan interval, CancellationToken cancellationToken)
         {
@@ -217,6 +224,7 @@ internal sealed class ChaosTraffic : IAsyncDisposable
 
         private async Task Track(int k, Task invocation)
         {
+            var started = Stopwatch.GetTimestamp();
             try
             {
                 await invocation;
@@ -229,6 +237,19 @@ internal sealed class ChaosTraffic : IAsyncDisposable
                 // the hub threw (publish timeout), or the sender's own node went away (socket closed, ...)
                 Interlocked.Increment(ref _failed);
             }
+            finally
+            {
+                var took = Stopwatch.GetElapsedTime(started).Ticks;
+                for (var longest = Interlocked.Read(ref _longestSendTicks); took > longest;)
+                {
+                    var seen = Interlocked.CompareExchange(ref _longestSendTicks, took, longest);
+                    if (seen == longest)
+                    {
+                        break;
+                    }
+                    longest = seen;
+                }
+            }
         }
     }
 }
@@ -236,6 +257,8 @@ internal sealed class ChaosTraffic : IAsyncDisposable
 /// <summary>What the receivers got, per fault.</summary>
 internal sealed class ChaosReport
 {
+    private readonly Dictionary<string, HashSet<(string Sender, int K)>> _missed = new(StringComparer.Ordinal);
+
     public int Sent { get; set; }
     public int FailedToSend { get; set; }
     public int Expected { get; set; }
@@ -251,12 +274,28 @@ internal sealed class ChaosReport
     /// <summary>Received, though the sender's invocation did not complete (its node was killed after publishing).</summary>
     public int Unconfirmed { get; set; }
 
+    /// <summary>The longest a send (hub invocation) took: how long sends stalled at worst.</summary>
+    public TimeSpan LongestSend { get; set; }
+
+    /// <summary>Per chat node: the packets (sender, number) that one of its receivers lacks, each once however many of
+    /// the node's receivers lack it; what the node would have had to report as a gap.</summary>
+    public IReadOnlyDictionary<string, int> MissedPackets => _missed.ToDictionary(n => n.Key, n => n.Value.Count, StringComparer.Ordinal);
+
+    public void Missed(string node, string sender, int k)
+    {
+        if (!_missed.TryGetValue(node, out var packets))
+        {
+            _missed[node] = packets = [];
+        }
+        packets.Add((sender, k));
+    }
+
     /// <summary>Up to 20 of the lost deliveries, for the failure message.</summary>
     public List<string> LostSamples { get; } = [];
 
     public override string ToString() =>
         $"sent {Sent}, failed to send {FailedToSend}, expected deliveries {Expected} (direct {ExpectedDirect}), received {Received}, " +
         $"lost {Lost} (direct {LostDirect}), " +
-        $"duplicates {Duplicates}, reordered {Reordered}, delivered without confirmation {Unconfirmed}" +
+        $"duplicates {Duplicates}, reordered {Reordered}, delivered without confirmation {Unconfirmed}, longest send {LongestSend.TotalMilliseconds:0} ms" +
         (LostSamples.Count > 0 ? "; lost: " + string.Join(", ", LostSamples) : "");
 }

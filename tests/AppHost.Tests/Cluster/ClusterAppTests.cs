@@ -1,21 +1,10 @@
-using AppHost.Redis;
 using AppHost.Tests.Infrastructure;
 using Microsoft.AspNetCore.SignalR.Client;
 
 namespace AppHost.Tests.Cluster;
 
-/// <summary>The app with <c>Redis:Topology=cluster</c>: six redis-server processes (3 masters, 3 replicas) joined by
-/// <c>redis-cli --cluster create</c>, the chat nodes on it through the same <c>AddRedisClient</c> +
-/// <c>AddRedisStreams</c> wiring, with three streams.</summary>
-public sealed class ClusterAppFixture : ChatAppFixture
-{
-    protected override IEnumerable<string> AppHostArgs() => [.. base.AppHostArgs(), $"{RedisClusterHosting.TopologyKey}=cluster"];
-
-    protected override IEnumerable<string> ResourcesToWaitFor() =>
-        [.. Enumerable.Range(1, RedisClusterHosting.NodeCount).Select(RedisClusterHosting.NodeResourceName), .. NodeNames, AppHostSettings.LoadBalancerResourceName];
-}
-
-public sealed class ClusterAppTests(ClusterAppFixture app) : IClassFixture<ClusterAppFixture>
+[Collection(ClusterApp.Name)]
+public sealed class ClusterAppTests(ClusterAppFixture app)
 {
     private static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
