@@ -36,7 +36,25 @@ fi
 
 status=0
 rm -f TestResults/chaos-report.txt
-dotnet test ReferenceApp.sln --logger "console;verbosity=normal" "$@" || status=$?
+mkdir -p TestResults
+# Arguments go to every `dotnet test` (e.g. --filter ...); the build is Debug, once, before any test runs.
+dotnet build ReferenceApp.sln
+# Two lanes at once: the AppHost tests (the real app's processes: mostly waiting for them to start, and for fault
+# windows to pass) beside the others (in-process servers, the soak's node processes, the package). One after the other
+# they would take the sum of both; side by side, about the longer one. The AppHost lane's output is kept in a file and
+# printed once both lanes are done, so that the two do not interleave.
+dotnet test tests/AppHost.Tests/AppHost.Tests.csproj --no-build --logger "console;verbosity=normal" "$@" \
+  > TestResults/apphost-tests.log 2>&1 &
+apphost=$!
+for project in Adapter.Tests Benchmarks.Tests Package.Tests; do
+  dotnet test "tests/$project/$project.csproj" --no-build --logger "console;verbosity=normal" "$@" || status=$?
+done
+apphost_status=0
+wait "$apphost" || apphost_status=$?
+echo
+echo "AppHost.Tests (ran beside the others):"
+cat TestResults/apphost-tests.log
+if [ "$apphost_status" -ne 0 ]; then status=$apphost_status; fi
 if [ -f TestResults/chaos-report.txt ]; then
   echo
   echo "Chaos tests, counts per fault (sent, received, lost, duplicates, reordered):"
