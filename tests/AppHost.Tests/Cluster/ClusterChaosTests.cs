@@ -29,7 +29,7 @@ public sealed partial class ClusterChaosTests(ClusterAppFixture app, ITestOutput
 
     [Fact]
     public Task Nothing_is_lost_when_the_master_of_a_senders_stream_is_killed_and_its_replica_promoted()
-        => RunAsync("cluster app: SIGKILL master", allowedReordered: 0,
+        => RunAsync("cluster app: SIGKILL master", "sigkill", allowedReordered: 0,
             async (redis, master, slot, ct) =>
             {
                 await AppFaults.KillRedisServerAsync(app.App, master, ct);
@@ -40,7 +40,7 @@ public sealed partial class ClusterChaosTests(ClusterAppFixture app, ITestOutput
 
     [Fact]
     public Task Nothing_is_lost_in_a_manual_failover_of_a_senders_stream()
-        => RunAsync("cluster app: CLUSTER FAILOVER", allowedReordered: 0,
+        => RunAsync("cluster app: CLUSTER FAILOVER", "failover", allowedReordered: 0,
             async (redis, master, slot, ct) =>
             {
                 await redis.FailoverAsync(await redis.ReplicaOfAsync(master));
@@ -52,14 +52,15 @@ public sealed partial class ClusterChaosTests(ClusterAppFixture app, ITestOutput
     /// "Redis Cluster" (a frozen master that wakes up still answers the commands queued on its sockets).</summary>
     [Fact]
     public Task Nothing_is_lost_when_the_master_of_a_senders_stream_is_paused_until_its_replica_takes_over()
-        => RunAsync("cluster app: SIGSTOP master", allowedReordered: 1,
+        => RunAsync("cluster app: SIGSTOP master", "sigstop", allowedReordered: 1,
             (redis, master, slot, ct) => AppFaults.PauseRedisServerUntilAsync(app.App, master, () => redis.WaitForNewMasterAsync(slot, master, FailoverTimeout), ct),
             restore: null);
 
+    /// <param name="name">Names the file of the nodes' console output kept when the counts are not clean.</param>
     /// <param name="inject">Injects the fault on the master (a redis-N resource) of the slot, and returns the new master
     /// once it serves the slot.</param>
     /// <param name="restore">Brings the faulted master back, if the fault does not.</param>
-    private async Task RunAsync(string fault, int allowedReordered, Func<AppRedisCluster, string, int, CancellationToken, Task<string>> inject,
+    private async Task RunAsync(string fault, string name, int allowedReordered, Func<AppRedisCluster, string, int, CancellationToken, Task<string>> inject,
         Func<string, CancellationToken, Task>? restore)
     {
         using var timeout = new CancellationTokenSource(Deadline);
@@ -109,7 +110,7 @@ public sealed partial class ClusterChaosTests(ClusterAppFixture app, ITestOutput
             $"packets missed {missedPerNode.Values.Sum()} ({Show(missedPerNode)})");
         if (report.Lost + report.Duplicates + report.Reordered + gaps.Values.Sum() > 0)
         {
-            ChaosLog.WriteNodeLogs("cluster-" + fault.Split(' ')[^2].ToLowerInvariant(), windowLines);
+            ChaosLog.WriteNodeLogs("cluster-" + name, windowLines);
         }
 
         Assert.Equal(total, report.Sent + report.FailedToSend);
