@@ -1,5 +1,8 @@
 using Microsoft.AspNetCore.SignalR;
+using Microsoft.Extensions.DependencyInjection;
+using SignalR.RedisStreams.Internal;
 using SignalR.RedisStreams.Tests.Infrastructure;
+using StackExchange.Redis;
 using Xunit.Abstractions;
 
 namespace SignalR.RedisStreams.Tests;
@@ -75,5 +78,38 @@ public sealed class NodeShutdownTests(RedisServerFixture redis, ITestOutputHelpe
 
         await ClientResults.EventuallyDoesNotExistAsync(cluster.Hub(1), id);
         await ClientResults.EventuallyDoesNotExistAsync(cluster.Hub(2), id);
+    }
+
+    [Fact]
+    public async Task A_node_that_stops_appends_nothing_after_its_goodbye_and_the_others_forget_it_at_once()
+    {
+        // Heartbeats every 20 ms, so that one is due at about any moment, also while the node says goodbye; and a long
+        // timeout, so that only the goodbye can make the others forget it within the test.
+        await using var cluster = await TestCluster.StartAsync(redis.Server, 2, HubProtocolKind.Json, output, o =>
+        {
+            o.HeartbeatInterval = TimeSpan.FromMilliseconds(20);
+            o.HeartbeatTimeout = TimeSpan.FromMinutes(1);
+        });
+        var leaving = cluster.Nodes[1].Services.GetRequiredService<BackplaneNode>().NodeId;
+        var staying = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>();
+
+        await cluster.StopNodeAsync(1);
+
+        await Eventually.TrueAsync(() => !staying.Membership.LiveNodes.Contains(leaving), "node 0 forgets node 1");
+        await using var connection = await ConnectionMultiplexer.ConnectAsync(redis.Server.ConnectionString);
+        var kinds = new List<EntryKind>();
+        var packets = new List<ReadOnlyMemory<byte>>();
+        foreach (var entry in await connection.GetDatabase().StreamRangeAsync(cluster.StreamKey))
+        {
+            var (value, _) = StreamEntryFormat.ReadFields([.. entry.Values.SelectMany(v => new[] { v.Name, v.Value })]);
+            StreamEntryFormat.SplitPackets(value, packets);
+            kinds.AddRange(packets.Select(p => StreamEntryFormat.DecodePacket(p, strings: null))
+                .Where(packet => packet.Node == leaving).Select(packet => packet.Kind));
+        }
+
+        Assert.Contains(EntryKind.Heartbeat, kinds);
+        Assert.Equal(EntryKind.Goodbye, kinds[^1]);
+        Assert.Single(kinds, k => k == EntryKind.Goodbye);
+        Assert.DoesNotContain(leaving, staying.Membership.LiveNodes);
     }
 }

@@ -7,7 +7,9 @@ namespace SignalR.RedisStreams.Internal;
 /// <summary>
 /// Which nodes are alive: any entry read from a node counts as hearing it; this node announces itself every
 /// <c>HeartbeatInterval</c>; a node that said goodbye, or stayed silent for <c>HeartbeatTimeout</c> while this node
-/// could hear, is gone, and whoever waits on it is told (once per node).
+/// could hear, is gone, and whoever waits on it is told (once per node). A node silent too long comes back when it is
+/// heard again (it was frozen, or cut off); a node that said goodbye does not: node ids are new with each start, so
+/// anything read from it after its goodbye (an entry it appended just after, however that happened) is no sign of life.
 /// </summary>
 internal sealed class NodeMembership
 {
@@ -17,6 +19,10 @@ internal sealed class NodeMembership
     private readonly Action<string> _nodeGone;
     private readonly ConcurrentDictionary<string, long> _lastHeard = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _gone = new(StringComparer.Ordinal);
+
+    // Nodes that said goodbye, with when this node read it; forgotten a while later (what a node appended just after
+    // its goodbye is read just after it).
+    private readonly ConcurrentDictionary<string, long> _saidGoodbye = new(StringComparer.Ordinal);
 
     public NodeMembership(string self, RedisStreamsOptions options, ILogger logger, Action<string> nodeGone)
     {
@@ -36,6 +42,10 @@ internal sealed class NodeMembership
 
     internal void Heard(string node, long now)
     {
+        if (_saidGoodbye.ContainsKey(node))
+        {
+            return;
+        }
         if (_lastHeard.TryAdd(node, now))
         {
             _gone.TryRemove(node, out _);
@@ -51,7 +61,13 @@ internal sealed class NodeMembership
     }
 
     /// <summary>Starts tracking a node this node is about to wait on, so that it is declared gone if it never speaks.</summary>
-    public void Expect(string node) => _lastHeard.TryAdd(node, Stopwatch.GetTimestamp());
+    public void Expect(string node)
+    {
+        if (!_saidGoodbye.ContainsKey(node))
+        {
+            _lastHeard.TryAdd(node, Stopwatch.GetTimestamp());
+        }
+    }
 
     /// <summary>True for a node declared gone and not heard from since.</summary>
     public bool IsGone(string node) => _gone.ContainsKey(node);
@@ -71,6 +87,7 @@ internal sealed class NodeMembership
     {
         if (node != _self)
         {
+            _saidGoodbye[node] = Stopwatch.GetTimestamp();
             Remove(node, "said goodbye");
         }
     }
@@ -78,6 +95,14 @@ internal sealed class NodeMembership
     /// <summary>Declares gone every other node silent for longer than the heartbeat timeout at <paramref name="now"/>.</summary>
     public void DropSilentNodes(long now)
     {
+        foreach (var (node, readAt) in _saidGoodbye)
+        {
+            if (Stopwatch.GetElapsedTime(readAt, now) > 3 * _options.HeartbeatTimeout)
+            {
+                _saidGoodbye.TryRemove(node, out _);
+            }
+        }
+
         foreach (var (node, lastHeard) in _lastHeard)
         {
             if (node != _self && Stopwatch.GetElapsedTime(lastHeard, now) > _options.HeartbeatTimeout)

@@ -23,6 +23,10 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private readonly ConcurrentDictionary<string, IHubManager> _managers = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, bool> _unknownHubs = new(StringComparer.Ordinal);
     private readonly CancellationTokenSource _stopping = new();
+
+    // Stops the heartbeats before the goodbye: a heartbeat appended after it would make the others hear this node
+    // again (they ignore it now, but they need not see it at all).
+    private readonly CancellationTokenSource _leaving = new();
     private readonly Lock _startLock = new();
     private readonly RedisConnections _connections;
     private readonly RedisEpoch[] _epochs;
@@ -240,7 +244,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         await _connections.ConnectAsync();
         _readLoops = Reader.Run();
         _publishLoop = Task.Run(Publisher.RunAsync);
-        _heartbeatLoop = Task.Run(() => Membership.RunHeartbeatsAsync(Reader.Positioned, AnnounceAsync, () => Reader.SinceLastRead, _stopping.Token));
+        _heartbeatLoop = Task.Run(() => Membership.RunHeartbeatsAsync(Reader.Positioned, AnnounceAsync, () => Reader.SinceLastRead, _leaving.Token));
         _topologyLoop = Task.Run(() => new ClusterTopologyWatch(
             [
                 ("commands", () => _connections.Commands, [.. ShardKeys.Select(k => k.Stream)]),
@@ -327,6 +331,9 @@ internal sealed class BackplaneNode : IAsyncDisposable
         {
             if (Reader.IsPositioned) // a node that never reached Redis has nobody to say goodbye to
             {
+                // No heartbeat after the goodbye: stop the loop, and let an announce already under way finish first.
+                await _leaving.CancelAsync();
+                await Task.WhenAny(_heartbeatLoop!, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
                 await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
                 // Nobody addresses a node that said goodbye: its inbox can go now; with connection-state recovery,
                 // once its connections' sessions can no longer be recovered (a replay reads it).
@@ -347,6 +354,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
             // RedisCommandException: on a cluster mid-failover the client may still map a slot to a demoted master.
             Log.HeartbeatFailed(_logger, ex);
         }
+        await _leaving.CancelAsync();
         await _stopping.CancelAsync();
         // The reader may be blocked in XREAD for up to ReadBlockTime: closing its connection ends that at once.
         await _connections.CloseReaderAsync();
@@ -370,6 +378,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         await StopAsync(CancellationToken.None);
         await _connections.DisposeAsync();
         _stopping.Dispose();
+        _leaving.Dispose();
         foreach (var epoch in _epochs)
         {
             epoch.Dispose();

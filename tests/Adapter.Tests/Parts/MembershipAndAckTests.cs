@@ -47,7 +47,7 @@ public sealed class MembershipAndAckTests
     }
 
     [Fact]
-    public void A_goodbye_removes_the_node_at_once_and_hearing_it_again_brings_it_back()
+    public void A_goodbye_removes_the_node_for_good_and_what_it_appended_after_does_not_bring_it_back()
     {
         _membership.Heard("a");
 
@@ -55,9 +55,27 @@ public sealed class MembershipAndAckTests
         Assert.Equal(["a"], _gone);
         Assert.True(_membership.IsGone("a"));
 
+        // A heartbeat it appended just after its goodbye, read just after it; and a wait on it that starts now.
         _membership.Heard("a");
-        Assert.False(_membership.IsGone("a"));
-        Assert.Contains("a", _membership.LiveNodes);
+        _membership.Expect("a");
+        Assert.True(_membership.IsGone("a"));
+        Assert.DoesNotContain("a", _membership.LiveNodes);
+        Assert.Equal(0, _membership.LiveCount);
+        Assert.Equal(["a"], _gone);
+    }
+
+    [Fact]
+    public void A_node_gone_silent_comes_back_when_heard_again()
+    {
+        var start = Stopwatch.GetTimestamp();
+        _membership.Heard("frozen", start);
+        _membership.DropSilentNodes(start + Ticks(Timeout + TimeSpan.FromSeconds(1)));
+        Assert.True(_membership.IsGone("frozen"));
+
+        _membership.Heard("frozen");
+
+        Assert.False(_membership.IsGone("frozen"));
+        Assert.Contains("frozen", _membership.LiveNodes);
     }
 
     [Fact]
