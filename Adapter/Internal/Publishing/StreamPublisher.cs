@@ -436,7 +436,8 @@ internal sealed class StreamPublisher
             {
                 (forced ??= []).Add((entries.Count, channel));
             }
-            var value = StreamEntryFormat.EncodeBatch(_appends, i, j - i, static a => a.Packet, _batch, _sent.AsSpan(i, j - i));
+            // The packets are in the arena, which the next batch writes over: an entry of one packet gets a copy.
+            var value = StreamEntryFormat.EncodeBatch(_appends, i, j - i, static a => a.Packet, _batch, _sent.AsSpan(i, j - i), copySingle: true);
             entries.Add(new PendingAppend(_appends[i].Entry.Sequence, _appends[j - 1].Entry.Sequence, value, force, channel));
             _entrySizes.Add(j - i);
             i = j;

@@ -132,10 +132,12 @@ internal static class StreamEntryFormat
 
     /// <summary>The value of an entry that carries <paramref name="count"/> packets from <paramref name="packets"/>
     /// starting at <paramref name="start"/>: the packet itself when there is one (the same array when the packet is a
-    /// whole one), else a batch (format 3). When <paramref name="placed"/> is given (<paramref name="count"/> long), it
-    /// gets each packet's bytes inside the returned value, so that a caller can keep them without a copy of its own.</summary>
+    /// whole one, unless <paramref name="copySingle"/>: its bytes are in a buffer the caller reuses), else a batch
+    /// (format 3). When <paramref name="placed"/> is given (<paramref name="count"/> long), it gets each packet's bytes
+    /// inside the returned value, so that a caller can keep them without a copy of its own.</summary>
     public static byte[] EncodeBatch<T>(
-        IReadOnlyList<T> packets, int start, int count, Func<T, ReadOnlyMemory<byte>> bytesOf, PayloadWriter payload, Span<ReadOnlyMemory<byte>> placed = default)
+        IReadOnlyList<T> packets, int start, int count, Func<T, ReadOnlyMemory<byte>> bytesOf, PayloadWriter payload,
+        Span<ReadOnlyMemory<byte>> placed = default, bool copySingle = false)
     {
         ArgumentNullException.ThrowIfNull(packets);
         ArgumentNullException.ThrowIfNull(bytesOf);
@@ -143,7 +145,7 @@ internal static class StreamEntryFormat
         if (count == 1)
         {
             var packet = bytesOf(packets[start]);
-            var whole = MemoryMarshal.TryGetArray(packet, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+            var whole = !copySingle && MemoryMarshal.TryGetArray(packet, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
                 ? segment.Array
                 : packet.ToArray();
             if (!placed.IsEmpty)
