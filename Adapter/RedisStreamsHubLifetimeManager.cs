@@ -508,9 +508,21 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             return new ValueTask<int>(0);
         }
         var fan = new FanOut(entry);
-        foreach (var connection in members)
+        if (members is HubConnectionContext[] array)
         {
-            fan.Write(this, connection);
+            // A group's or user's members (LocalIndex keeps them as an array): walked by index, with no enumerator
+            // object per dispatch.
+            for (var i = 0; i < array.Length; i++)
+            {
+                fan.Write(this, array[i]);
+            }
+        }
+        else
+        {
+            foreach (var connection in members)
+            {
+                fan.Write(this, connection);
+            }
         }
         return fan.CompleteAsync();
     }

@@ -3,15 +3,15 @@ using System.Diagnostics;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>A packet waiting to be appended. Its sequence number is given when the publisher takes it, so a packet
-/// that times out in the outbox leaves no hole in its sender's sequence.</summary>
-internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
+/// that times out in the outbox leaves no hole in its sender's sequence. It is its own completion source (one object
+/// less per send).</summary>
+internal sealed class OutboxItem(StreamEntry entry, Activity? activity) : TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously)
 {
     private const int Waiting = 0;
     private const int Taken = 1;
     private const int Abandoned = 2;
 
     private int _state;
-    private readonly TaskCompletionSource _completion = new(TaskCreationOptions.RunContinuationsAsynchronously);
 
     public StreamEntry Entry { get; } = entry;
     public Activity? Activity { get; } = activity;
@@ -20,7 +20,7 @@ internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
     /// <summary>Appends still to confirm before the sender is told: more than one when a send to several connections
     /// goes to the inboxes of several nodes. Used by the publisher's loop only.</summary>
     public int PartsLeft { get; set; } = 1;
-    public Task Completion => _completion.Task;
+    public Task Completion => Task;
 
     /// <summary>Neither taken by the publisher nor given up by its sender yet.</summary>
     public bool IsWaiting => Volatile.Read(ref _state) == Waiting;
@@ -31,7 +31,7 @@ internal sealed class OutboxItem(StreamEntry entry, Activity? activity)
     /// <summary>The sender gives up; false when the publisher already took it (it will be published).</summary>
     public bool TryAbandon() => Interlocked.CompareExchange(ref _state, Abandoned, Waiting) == Waiting;
 
-    public void Complete() => _completion.TrySetResult();
+    public void Complete() => TrySetResult();
 
-    public void Fail(Exception exception) => _completion.TrySetException(exception);
+    public void Fail(Exception exception) => TrySetException(exception);
 }

@@ -87,8 +87,9 @@ internal sealed class ReplayWindow(TimeSpan window, int maxCount)
 internal readonly record struct ChannelLoss(long Last, long Next);
 
 /// <summary>What the publisher keeps of an entry it appended, to append it again if Redis loses it; its channel is ""
-/// (the shared stream) or the node whose inbox it went to.</summary>
-internal readonly record struct PublishedEntry(long Sequence, byte[] Packet, long PublishedAt, ActivityContext Context, string Channel = "");
+/// (the shared stream) or the node whose inbox it went to. <paramref name="Packet"/> is the packet's bytes inside the
+/// stream entry it was sent in (one array per entry, not per packet: fewer objects for the GC to keep).</summary>
+internal readonly record struct PublishedEntry(long Sequence, ReadOnlyMemory<byte> Packet, long PublishedAt, ActivityContext Context, string Channel = "");
 
 /// <summary>The entries to append again (each forced past a hole when it cannot follow the previous one on its
 /// channel), the channels whose next new entry must be forced too, and how many of this node's numbers are lost for

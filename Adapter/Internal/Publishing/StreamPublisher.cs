@@ -37,9 +37,14 @@ internal sealed class StreamPublisher
     private readonly Outbox _outbox;
     private readonly ReplayWindow _window;
 
+    /// <summary>The packets of one batch are encoded one after the other into one buffer, kept from batch to batch
+    /// unless a batch made it larger than this.</summary>
+    private const int ArenaKept = 1024 * 1024;
+
     // Used by the publish loop only.
-    private readonly StreamEntryFormat.PayloadWriter _payload = new();
+    private StreamEntryFormat.PayloadWriter _arena = new();
     private readonly StreamEntryFormat.PayloadWriter _batch = new();
+    private ReadOnlyMemory<byte>[] _sent = new ReadOnlyMemory<byte>[MaxBatch];
     private readonly List<int> _entrySizes = [];
     private readonly List<Append> _appends = new(MaxBatch);
     private readonly Dictionary<string, long> _numbered = new(StringComparer.Ordinal);
@@ -341,7 +346,8 @@ internal sealed class StreamPublisher
                     {
                         var append = _appends[next++];
                         var item = append.Item;
-                        _window.Add(new PublishedEntry(append.Entry.Sequence, append.Packet, now, item.Activity?.Context ?? default, append.Channel));
+                        // The window keeps the packet's bytes inside the entry sent (no copy of its own per packet).
+                        _window.Add(new PublishedEntry(append.Entry.Sequence, _sent[next - 1], now, item.Activity?.Context ?? default, append.Channel));
                         _confirmed[append.Channel] = append.Entry.Sequence;
                         item.Activity?.SetTag("messaging.message.id", id);
                         if (--item.PartsLeft == 0)
@@ -430,7 +436,8 @@ internal sealed class StreamPublisher
             {
                 (forced ??= []).Add((entries.Count, channel));
             }
-            var value = StreamEntryFormat.EncodeBatch(_appends, i, j - i, static a => a.Packet, _batch);
+            // The packets are in the arena, which the next batch writes over: an entry of one packet gets a copy.
+            var value = StreamEntryFormat.EncodeBatch(_appends, i, j - i, static a => a.Packet, _batch, _sent.AsSpan(i, j - i), copySingle: true);
             entries.Add(new PendingAppend(_appends[i].Entry.Sequence, _appends[j - 1].Entry.Sequence, value, force, channel));
             _entrySizes.Add(j - i);
             i = j;
@@ -483,6 +490,11 @@ internal sealed class StreamPublisher
         }
 
         _appends.Clear();
+        if (_arena.Capacity > ArenaKept)
+        {
+            _arena = new StreamEntryFormat.PayloadWriter();
+        }
+        _arena.Reset();
         foreach (var item in batch)
         {
             var entry = item.Entry;
@@ -598,7 +610,13 @@ internal sealed class StreamPublisher
         {
             item.Activity?.SetTag("messaging.destination.name", (string?)_node.Keys.Inbox(channel));
         }
-        _appends.Add(new Append(item, entry, channel, StreamEntryFormat.EncodePacket(entry, _payload)));
+        var start = _arena.Length;
+        StreamEntryFormat.WritePacket(entry, _arena);
+        _appends.Add(new Append(item, entry, channel, _arena.WrittenSince(start)));
+        if (_sent.Length < _appends.Count)
+        {
+            Array.Resize(ref _sent, _sent.Length * 2);
+        }
     }
 
     /// <summary>Redis lost entries (it restarted empty, or an append found its channel's predecessors missing): asks
@@ -707,6 +725,6 @@ internal sealed class StreamPublisher
     }
 
     /// <summary>One entry to append: the packet it comes from, the entry (numbered on its channel), its channel ("" for
-    /// the shared stream, else the node whose inbox it goes to) and its encoded packet.</summary>
-    private readonly record struct Append(OutboxItem Item, StreamEntry Entry, string Channel, byte[] Packet);
+    /// the shared stream, else the node whose inbox it goes to) and its encoded packet (in the batch's buffer).</summary>
+    private readonly record struct Append(OutboxItem Item, StreamEntry Entry, string Channel, ReadOnlyMemory<byte> Packet);
 }

@@ -30,9 +30,13 @@ internal enum ResultStatus : byte
     ConnectionDisconnected = 2,
 }
 
-/// <summary>One decoded stream entry. Which members are set depends on <see cref="Kind"/> (see <see cref="StreamEntryFormat"/>).</summary>
+/// <summary>One decoded stream entry. Which members are set depends on <see cref="Kind"/> (see <see cref="StreamEntryFormat"/>).
+/// Every send makes two (the sender's, and the one each reading node decodes), so the members only the node-addressed
+/// kinds use (GroupCommand, Ack, Invoke, Result) live in an object of their own, made only for those kinds.</summary>
 internal sealed class StreamEntry
 {
+    private NodeAddressed? _addressed;
+
     public required EntryKind Kind { get; init; }
     public required string Node { get; init; }
     public long Sequence { get; set; }
@@ -52,13 +56,28 @@ internal sealed class StreamEntry
     public IReadOnlyList<SerializedMessage> Messages { get; init; } = [];
 
     /// <summary>Node-addressed kinds (GroupCommand, Ack, Invoke, Result): the node that must act.</summary>
-    public string TargetNode { get; init; } = "";
-    public string ConnectionId { get; init; } = "";
-    public string Group { get; init; } = "";
-    public GroupAction Action { get; init; }
-    public long AckId { get; init; }
-    public string InvocationId { get; init; } = "";
-    public ResultStatus Status { get; init; }
-    public string Protocol { get; init; } = "";
-    public ReadOnlyMemory<byte> Payload { get; init; }
+    public string TargetNode { get => _addressed?.TargetNode ?? ""; init => Addressed.TargetNode = value; }
+    public string ConnectionId { get => _addressed?.ConnectionId ?? ""; init => Addressed.ConnectionId = value; }
+    public string Group { get => _addressed?.Group ?? ""; init => Addressed.Group = value; }
+    public GroupAction Action { get => _addressed?.Action ?? default; init => Addressed.Action = value; }
+    public long AckId { get => _addressed?.AckId ?? 0; init => Addressed.AckId = value; }
+    public string InvocationId { get => _addressed?.InvocationId ?? ""; init => Addressed.InvocationId = value; }
+    public ResultStatus Status { get => _addressed?.Status ?? default; init => Addressed.Status = value; }
+    public string Protocol { get => _addressed?.Protocol ?? ""; init => Addressed.Protocol = value; }
+    public ReadOnlyMemory<byte> Payload { get => _addressed?.Payload ?? default; init => Addressed.Payload = value; }
+
+    private NodeAddressed Addressed => _addressed ??= new NodeAddressed();
+
+    private sealed class NodeAddressed
+    {
+        public string TargetNode = "";
+        public string ConnectionId = "";
+        public string Group = "";
+        public GroupAction Action;
+        public long AckId;
+        public string InvocationId = "";
+        public ResultStatus Status;
+        public string Protocol = "";
+        public ReadOnlyMemory<byte> Payload;
+    }
 }

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.AspNetCore.SignalR;
 using StackExchange.Redis;
@@ -62,9 +63,18 @@ internal static class StreamEntryFormat
     /// <summary>One packet's bytes (format 2), reusing <paramref name="payload"/>'s buffer (one writer per thread).</summary>
     public static byte[] EncodePacket(StreamEntry entry, PayloadWriter payload)
     {
-        ArgumentNullException.ThrowIfNull(entry);
         ArgumentNullException.ThrowIfNull(payload);
         payload.Reset();
+        WritePacket(entry, payload);
+        return payload.ToArray();
+    }
+
+    /// <summary>Writes one packet (format 2) after what <paramref name="payload"/> holds already; its bytes are
+    /// <c>payload.WrittenSince(start)</c>, with start the writer's length before.</summary>
+    public static void WritePacket(StreamEntry entry, PayloadWriter payload)
+    {
+        ArgumentNullException.ThrowIfNull(entry);
+        ArgumentNullException.ThrowIfNull(payload);
         payload.WriteByte(CurrentVersion);
         payload.WriteVarint((ulong)entry.Sequence);
         payload.WriteByte((byte)entry.Kind);
@@ -118,29 +128,63 @@ internal static class StreamEntryFormat
             default:
                 throw new ArgumentOutOfRangeException(nameof(entry), entry.Kind, "Unknown entry kind.");
         }
-
-        return payload.ToArray();
     }
 
     /// <summary>The value of an entry that carries <paramref name="count"/> packets from <paramref name="packets"/>
-    /// starting at <paramref name="start"/>: the packet itself when there is one, else a batch (format 3).</summary>
-    public static byte[] EncodeBatch<T>(IReadOnlyList<T> packets, int start, int count, Func<T, byte[]> bytesOf, PayloadWriter payload)
+    /// starting at <paramref name="start"/>: the packet itself when there is one (the same array when the packet is a
+    /// whole one, unless <paramref name="copySingle"/>: its bytes are in a buffer the caller reuses), else a batch
+    /// (format 3). When <paramref name="placed"/> is given (<paramref name="count"/> long), it gets each packet's bytes
+    /// inside the returned value, so that a caller can keep them without a copy of its own.</summary>
+    public static byte[] EncodeBatch<T>(
+        IReadOnlyList<T> packets, int start, int count, Func<T, ReadOnlyMemory<byte>> bytesOf, PayloadWriter payload,
+        Span<ReadOnlyMemory<byte>> placed = default, bool copySingle = false)
     {
         ArgumentNullException.ThrowIfNull(packets);
         ArgumentNullException.ThrowIfNull(bytesOf);
         ArgumentNullException.ThrowIfNull(payload);
         if (count == 1)
         {
-            return bytesOf(packets[start]);
+            var packet = bytesOf(packets[start]);
+            var whole = !copySingle && MemoryMarshal.TryGetArray(packet, out var segment) && segment.Offset == 0 && segment.Count == segment.Array!.Length
+                ? segment.Array
+                : packet.ToArray();
+            if (!placed.IsEmpty)
+            {
+                placed[0] = whole;
+            }
+            return whole;
         }
         payload.Reset();
         payload.WriteByte(BatchVersion);
         payload.WriteVarint((ulong)count);
         for (var i = start; i < start + count; i++)
         {
-            payload.WriteBytes(bytesOf(packets[i]));
+            payload.WriteBytes(bytesOf(packets[i]).Span);
         }
-        return payload.ToArray();
+        var value = payload.ToArray();
+        if (!placed.IsEmpty)
+        {
+            var offset = 1 + VarintLength((ulong)count);
+            for (var k = 0; k < count; k++)
+            {
+                var length = bytesOf(packets[start + k]).Length;
+                offset += VarintLength((ulong)length);
+                placed[k] = value.AsMemory(offset, length);
+                offset += length;
+            }
+        }
+        return value;
+    }
+
+    private static int VarintLength(ulong value)
+    {
+        var length = 1;
+        while (value >= 0x80)
+        {
+            value >>= 7;
+            length++;
+        }
+        return length;
     }
 
     /// <summary>Decodes an entry's fields. Throws <see cref="InvalidDataException"/> when they are not an entry of a
@@ -401,6 +445,16 @@ internal static class StreamEntryFormat
         }
 
         public byte[] ToArray() => _buffer.WrittenSpan.ToArray();
+
+        /// <summary>Bytes written so far.</summary>
+        public int Length => _buffer.WrittenCount;
+
+        /// <summary>The size of the buffer (what the writer keeps between uses).</summary>
+        public int Capacity => _buffer.Capacity;
+
+        /// <summary>The bytes written from <paramref name="start"/> on, in the writer's buffer: valid until the writer
+        /// is reset (a buffer outgrown stays as it was).</summary>
+        public ReadOnlyMemory<byte> WrittenSince(int start) => _buffer.WrittenMemory[start..];
     }
 
     private ref struct PayloadReader(ReadOnlyMemory<byte> data, StringCache? strings)

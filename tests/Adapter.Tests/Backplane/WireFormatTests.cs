@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.SignalR;
 using SignalR.RedisStreams.Internal;
 using NameValueEntry = StackExchange.Redis.NameValueEntry;
@@ -119,6 +120,31 @@ public sealed class WireFormatTests
         Assert.Equal(packets.Select(ToHex), split.Select(p => ToHex(p.ToArray())));
         StreamEntryFormat.SplitPackets(single, split);
         Assert.Equal([ToHex(packets[1])], split.Select(p => ToHex(p.ToArray())));
+    }
+
+    [Fact]
+    public void Each_packet_placed_by_a_batch_is_its_bytes_inside_the_value()
+    {
+        var packets = new[] { (byte[])[0x02, 0xaa], (byte[])[0x02, 0xbb, 0xcc], (byte[])[0x02] };
+        var placed = new ReadOnlyMemory<byte>[3];
+
+        var batch = StreamEntryFormat.EncodeBatch(packets, 0, 3, p => p, new StreamEntryFormat.PayloadWriter(), placed);
+
+        Assert.Equal(packets.Select(ToHex), placed.Select(p => ToHex(p.ToArray())));
+        Assert.All(placed, p => Assert.True(MemoryMarshal.TryGetArray(p, out var inside) && ReferenceEquals(inside.Array, batch)));
+    }
+
+    [Fact]
+    public void A_single_packet_in_a_buffer_its_caller_reuses_is_copied()
+    {
+        var buffer = new byte[] { 0x02, 0xaa };
+        var placed = new ReadOnlyMemory<byte>[1];
+
+        var single = StreamEntryFormat.EncodeBatch(new[] { buffer }, 0, 1, p => p, new StreamEntryFormat.PayloadWriter(), placed, copySingle: true);
+        buffer[1] = 0xbb; // the caller writes its next packets over it
+
+        Assert.Equal("02 aa", ToHex(single));
+        Assert.Equal("02 aa", ToHex(placed[0].ToArray()));
     }
 
     [Fact]

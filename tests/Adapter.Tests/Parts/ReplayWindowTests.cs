@@ -115,7 +115,7 @@ public sealed class ReplayWindowTests
         return window;
     }
 
-    private static PublishedEntry Entry(long sequence, long at, string channel = "") => new(sequence, [], at, default, channel);
+    private static PublishedEntry Entry(long sequence, long at, string channel = "") => new(sequence, Array.Empty<byte>(), at, default, channel);
 
     private static long Ticks(TimeSpan span) => (long)(span.TotalSeconds * Stopwatch.Frequency);
 }
