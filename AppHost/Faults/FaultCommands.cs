@@ -160,19 +160,38 @@ internal sealed record FaultContext(string ResourceName, IServiceProvider Servic
     }
 
     /// <summary>Starts the resource through the orchestrator and waits, at most <see cref="FaultCommands.StepTimeout"/>,
-    /// until it is healthy; returns the new process' pid.</summary>
+    /// until it is healthy; returns the new process' pid. A start that fails (the process exits at once: e.g. its port,
+    /// free while it was down, was taken for a moment by another socket of the machine) is logged with the process'
+    /// state and exit code and tried again, up to three attempts in all: the fault is the downtime, not a Redis that
+    /// stays away.</summary>
     public async Task<int> StartAndWaitHealthyAsync()
     {
+        const int Attempts = 3;
         var commands = Services.GetRequiredService<ResourceCommandService>();
-        var started = await commands.ExecuteCommandAsync(ResourceName, KnownResourceCommands.StartCommand, CancellationToken);
-        if (!started.Success)
+        for (var attempt = 1; ; attempt++)
         {
-            throw new InvalidOperationException($"starting {ResourceName} again failed: {started.Message}");
+            var started = await commands.ExecuteCommandAsync(ResourceName, KnownResourceCommands.StartCommand, CancellationToken);
+            if (!started.Success)
+            {
+                throw new InvalidOperationException($"starting {ResourceName} again failed: {started.Message}");
+            }
+
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(CancellationToken);
+            timeout.CancelAfter(FaultCommands.StepTimeout);
+            try
+            {
+                await Notifications.WaitForResourceHealthyAsync(ResourceName, timeout.Token);
+                break;
+            }
+            catch (DistributedApplicationException ex) when (attempt < Attempts)
+            {
+                Notifications.TryGetCurrentState(ResourceName, out var state);
+                AppHostLog.RestartAttemptFailed(Logger, ResourceName, attempt, state?.Snapshot.State?.Text ?? "unknown",
+                    state?.Snapshot.ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none", ex.Message);
+                await WaitUntilEndedAsync();
+            }
         }
 
-        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(CancellationToken);
-        timeout.CancelAfter(FaultCommands.StepTimeout);
-        await Notifications.WaitForResourceHealthyAsync(ResourceName, timeout.Token);
         return RunningProcessId();
     }
 }
