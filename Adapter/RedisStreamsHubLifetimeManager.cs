@@ -501,28 +501,17 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         return fan.CompleteAsync();
     }
 
-    private ValueTask<int> WriteTo(IReadOnlyCollection<HubConnectionContext> members, StreamEntry entry)
+    private ValueTask<int> WriteTo(HubConnectionContext[] members, StreamEntry entry)
     {
-        if (members.Count == 0)
+        if (members.Length == 0)
         {
             return new ValueTask<int>(0);
         }
         var fan = new FanOut(entry);
-        if (members is HubConnectionContext[] array)
+        // Walked by index: no enumerator object per dispatch.
+        for (var i = 0; i < members.Length; i++)
         {
-            // A group's or user's members (LocalIndex keeps them as an array): walked by index, with no enumerator
-            // object per dispatch.
-            for (var i = 0; i < array.Length; i++)
-            {
-                fan.Write(this, array[i]);
-            }
-        }
-        else
-        {
-            foreach (var connection in members)
-            {
-                fan.Write(this, connection);
-            }
+            fan.Write(this, members[i]);
         }
         return fan.CompleteAsync();
     }

@@ -60,8 +60,9 @@ internal sealed class LocalIndex
         }
     }
 
-    /// <summary>The members of any of the keys, each once.</summary>
-    public IReadOnlyCollection<HubConnectionContext> Members(IReadOnlyList<string> keys)
+    /// <summary>The members of any of the keys, each once. For one key, the snapshot array kept until its members
+    /// change (not to be written to).</summary>
+    public HubConnectionContext[] Members(IReadOnlyList<string> keys)
     {
         lock (_lock)
         {
@@ -85,7 +86,7 @@ internal sealed class LocalIndex
                     result.UnionWith(set);
                 }
             }
-            return result;
+            return [.. result];
         }
     }
 }
