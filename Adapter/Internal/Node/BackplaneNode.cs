@@ -327,12 +327,13 @@ internal sealed class BackplaneNode : IAsyncDisposable
         catch (OperationCanceledException)
         {
         }
+        // No heartbeat after the goodbye: the heartbeat loop stops now.
+        await _leaving.CancelAsync();
         try
         {
             if (Reader.IsPositioned) // a node that never reached Redis has nobody to say goodbye to
             {
-                // No heartbeat after the goodbye: stop the loop, and let an announce already under way finish first.
-                await _leaving.CancelAsync();
+                // An announce already under way finishes first.
                 await Task.WhenAny(_heartbeatLoop!, Task.Delay(TimeSpan.FromSeconds(2), cancellationToken));
                 await Publisher.AppendUnsequencedAsync(EntryKind.Goodbye).WaitAsync(TimeSpan.FromSeconds(2), cancellationToken);
                 // Nobody addresses a node that said goodbye: its inbox can go now; with connection-state recovery,
@@ -354,7 +355,6 @@ internal sealed class BackplaneNode : IAsyncDisposable
             // RedisCommandException: on a cluster mid-failover the client may still map a slot to a demoted master.
             Log.HeartbeatFailed(_logger, ex);
         }
-        await _leaving.CancelAsync();
         await _stopping.CancelAsync();
         // The reader may be blocked in XREAD for up to ReadBlockTime: closing its connection ends that at once.
         await _connections.CloseReaderAsync();

@@ -33,7 +33,7 @@ internal sealed class ShardReaders
     /// <summary>The worst reader's lag.</summary>
     public TimeSpan LastReadLag => _readers.Max(r => r.LastReadLag);
 
-    /// <summary>Entries after the cursors, summed over the streams.</summary>
+    /// <summary>Packets appended for this node and not read yet, summed over the streams.</summary>
     public long PacketsBehind => _readers.Sum(r => r.PacketsBehind);
 
     /// <summary>The first stream's processed position (connection-state recovery runs with one stream only).</summary>
