@@ -377,27 +377,34 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     // ---------------------------------------------------------------- receiving
 
-    async ValueTask<int> IHubManager.DispatchAsync(StreamEntry entry, Activity? activity)
+    ValueTask<int> IHubManager.DispatchAsync(StreamEntry entry, Activity? activity, CoalescedWrites writes)
     {
-        if (_recovery is { } recovery && entry.Kind is EntryKind.All or EntryKind.Connections or EntryKind.Groups or EntryKind.Users)
+        if (_recovery is { } recovery)
         {
-            return await recovery.DispatchAtCut(entry, _deliver);
+            // With recovery on, each write carries its own position and is written as it is (not gathered).
+            return entry.Kind is EntryKind.All or EntryKind.Connections or EntryKind.Groups or EntryKind.Users
+                ? recovery.DispatchAtCut(entry, _deliver)
+                : Deliver(entry, writes: null);
         }
-        return await Deliver(entry);
+        return Deliver(entry, writes);
     }
 
-    private ValueTask<int> Deliver(StreamEntry entry)
+    private ValueTask<int> Deliver(StreamEntry entry) => Deliver(entry, writes: null);
+
+    /// <summary>Delivers an entry to this node's connections; with <paramref name="writes"/>, its writes are gathered
+    /// there (the reader writes them out after the XREAD reply), else written at once.</summary>
+    private ValueTask<int> Deliver(StreamEntry entry, CoalescedWrites? writes)
     {
         switch (entry.Kind)
         {
             case EntryKind.All:
-                return WriteToAll(entry);
+                return WriteToAll(entry, writes);
             case EntryKind.Connections:
-                return WriteToConnections(entry);
+                return WriteToConnections(entry, writes);
             case EntryKind.Groups:
-                return WriteTo(_groups.Members(entry.Targets), entry);
+                return WriteTo(_groups.Members(entry.Targets), entry, writes);
             case EntryKind.Users:
-                return WriteTo(_users.Members(entry.Targets), entry);
+                return WriteTo(_users.Members(entry.Targets), entry, writes);
             case EntryKind.GroupCommand:
                 if (_connections.TryGetValue(entry.ConnectionId, out var member))
                 {
@@ -417,7 +424,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
                 });
                 return new ValueTask<int>(0);
             case EntryKind.Invoke:
-                return InvokeLocalAsync(entry);
+                return InvokeLocalAsync(entry, writes);
             case EntryKind.Result:
                 if (!_clientResults.CompleteFromRemote(entry.InvocationId, entry.Status, entry.Protocol, entry.Payload))
                 {
@@ -430,12 +437,20 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         }
     }
 
-    private async ValueTask<int> InvokeLocalAsync(StreamEntry entry)
+    private async ValueTask<int> InvokeLocalAsync(StreamEntry entry, CoalescedWrites? writes)
     {
         if (_connections.TryGetValue(entry.ConnectionId, out var target))
         {
             _clientResults.AddProxied(entry.InvocationId, entry.Node, entry.ConnectionId);
-            await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
+            if (writes is not null)
+            {
+                // After what the same reply wrote to the connection before it, as written one by one.
+                writes.Add(target, new SerializedHubMessage(entry.Messages));
+            }
+            else
+            {
+                await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
+            }
             return 1;
         }
         _node.PublishInBackground(ResultEntry(entry.Node, entry.InvocationId, ResultStatus.ConnectionNotFound, "", default));
@@ -444,7 +459,7 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
 
     /// <summary>Writes one entry's message to local connections: serialized once per protocol for all of them, the
     /// excluded ones skipped, writes that complete at once not awaited one by one.</summary>
-    private struct FanOut(StreamEntry entry)
+    private struct FanOut(StreamEntry entry, CoalescedWrites? writes)
     {
         private SerializedHubMessage? _message;
         private List<Task>? _pending;
@@ -460,6 +475,11 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
             }
             _message ??= manager._recovery is null ? new SerializedHubMessage(entry.Messages) : ConnectionRecovery.Positioned(entry);
             Count++;
+            if (writes is not null)
+            {
+                writes.Add(connection, _message);
+                return;
+            }
             var write = manager.WriteAsync(connection, _message, CancellationToken.None);
             if (!write.IsCompletedSuccessfully)
             {
@@ -477,9 +497,9 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         }
     }
 
-    private ValueTask<int> WriteToAll(StreamEntry entry)
+    private ValueTask<int> WriteToAll(StreamEntry entry, CoalescedWrites? writes)
     {
-        var fan = new FanOut(entry);
+        var fan = new FanOut(entry, writes);
         foreach (var (_, connection) in _connections) // the dictionary's own enumerator: no lock, no copy
         {
             fan.Write(this, connection);
@@ -487,9 +507,9 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         return fan.CompleteAsync();
     }
 
-    private ValueTask<int> WriteToConnections(StreamEntry entry)
+    private ValueTask<int> WriteToConnections(StreamEntry entry, CoalescedWrites? writes)
     {
-        var fan = new FanOut(entry);
+        var fan = new FanOut(entry, writes);
         var targets = entry.Targets;
         for (var i = 0; i < targets.Count; i++)
         {
@@ -501,13 +521,13 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         return fan.CompleteAsync();
     }
 
-    private ValueTask<int> WriteTo(HubConnectionContext[] members, StreamEntry entry)
+    private ValueTask<int> WriteTo(HubConnectionContext[] members, StreamEntry entry, CoalescedWrites? writes)
     {
         if (members.Length == 0)
         {
             return new ValueTask<int>(0);
         }
-        var fan = new FanOut(entry);
+        var fan = new FanOut(entry, writes);
         // Walked by index: no enumerator object per dispatch.
         for (var i = 0; i < members.Length; i++)
         {

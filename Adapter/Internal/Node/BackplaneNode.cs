@@ -64,7 +64,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
             var shard = k;
             var shardKeys = ShardKeys[k];
             readers[k] = new StreamReadLoop(new NodeContext(NodeId, _options, shardKeys, _logger, Instruments), _epochs[k],
-                () => _connections.Reader(shard).GetDatabase(), CommandDatabase, (id, entry) => HandleEntryAsync(id, entry, shardKeys),
+                () => _connections.Reader(shard).GetDatabase(), CommandDatabase, (id, entry, writes) => HandleEntryAsync(id, entry, shardKeys, writes),
                 Membership.Heard, shard == SendShard ? OnSendStreamReadAgain : Membership.ResetClock, _stopping.Token);
         }
         Reader = new ShardReaders(readers);
@@ -122,7 +122,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
 
     // ------------------------------------------------------------------ receiving: the one router of entry kinds
 
-    private async Task HandleEntryAsync(string id, StreamEntry entry, RedisStreamsKeys stream)
+    private async Task HandleEntryAsync(string id, StreamEntry entry, RedisStreamsKeys stream, CoalescedWrites writes)
     {
         switch (entry.Kind)
         {
@@ -159,7 +159,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         using var activity = StartConsumerActivity(id, entry, stream);
         try
         {
-            var reached = await manager.DispatchAsync(entry, activity);
+            var reached = await manager.DispatchAsync(entry, activity, writes);
             activity?.SetTag("signalr.redis_streams.connections_reached", reached);
             if (reached > 0)
             {

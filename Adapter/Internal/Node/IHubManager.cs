@@ -6,8 +6,9 @@ namespace SignalR.RedisStreams.Internal;
 internal interface IHubManager
 {
     /// <summary>Delivers a hub-scoped entry (new, already deduplicated) to this node's connections; returns how many
-    /// connections it reached.</summary>
-    ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity);
+    /// connections it reached. Its writes may be gathered in <paramref name="writes"/>, which the reader writes out
+    /// after the whole XREAD reply.</summary>
+    ValueTask<int> DispatchAsync(StreamEntry entry, Activity? activity, CoalescedWrites writes);
 
     /// <summary>A node left or was declared dead: fail what waits on it.</summary>
     void NodeGone(string nodeId);

@@ -1,0 +1,225 @@
+using System.Buffers;
+using System.IO.Pipelines;
+using Microsoft.AspNetCore.Connections;
+using Microsoft.AspNetCore.Connections.Abstractions;
+using Microsoft.AspNetCore.SignalR;
+using Microsoft.AspNetCore.SignalR.Protocol;
+using Microsoft.Extensions.Logging.Abstractions;
+using SignalR.RedisStreams.Internal;
+
+namespace SignalR.RedisStreams.Tests.Parts;
+
+/// <summary>How the reader writes one XREAD reply to connections: SignalR's own <see cref="HubConnectionContext"/> over
+/// a real pipe; what reaches the transport is parsed back with the hub protocol, and the transport's writes are
+/// counted.</summary>
+public sealed class CoalescedWritesTests
+{
+    [Theory]
+    [InlineData("json")]
+    [InlineData("messagepack")]
+    public async Task A_connections_messages_of_one_reply_go_out_in_one_write_in_order_and_parse_back_one_by_one(string protocolName)
+    {
+        var protocol = Protocol(protocolName);
+        var a = new Connection(protocol);
+        var b = new Connection(protocol);
+        var writes = new CoalescedWrites(NullLogger.Instance);
+
+        writes.Add(a.Context, Message(1));
+        writes.Add(b.Context, Message(101));
+        writes.Add(a.Context, Message(2));
+        writes.Add(b.Context, Message(102));
+        writes.Add(a.Context, Message(3));
+        Assert.Equal(0, a.Writes + b.Writes); // nothing goes out before the reply is handled
+        await writes.FlushAsync();
+
+        Assert.Equal(1, a.Writes);
+        Assert.Equal(1, b.Writes);
+        Assert.Equal("1,2,3", await a.ReceivedAsync(3));
+        Assert.Equal("101,102", await b.ReceivedAsync(2));
+    }
+
+    [Fact]
+    public async Task A_single_message_is_written_as_it_is()
+    {
+        var connection = new Connection(new JsonHubProtocol());
+        var writes = new CoalescedWrites(NullLogger.Instance);
+
+        writes.Add(connection.Context, Message(7));
+        await writes.FlushAsync();
+
+        Assert.Equal(1, connection.Writes);
+        Assert.Equal("7", await connection.ReceivedAsync(1));
+    }
+
+    [Fact]
+    public async Task A_connection_with_stateful_reconnect_gets_one_write_per_message()
+    {
+        // Its server-side buffer numbers each write as one message for the client's acks: a merged write would break
+        // the numbering after a reconnect.
+        var connection = new Connection(new JsonHubProtocol(), statefulReconnect: true);
+        var writes = new CoalescedWrites(NullLogger.Instance);
+
+        for (var i = 1; i <= 4; i++)
+        {
+            writes.Add(connection.Context, Message(i));
+        }
+        await writes.FlushAsync();
+
+        Assert.Equal(4, connection.Writes);
+        Assert.Equal("1,2,3,4", await connection.ReceivedAsync(4));
+    }
+
+    [Fact]
+    public async Task Past_the_size_limit_what_is_gathered_goes_out_and_gathering_starts_again_in_order()
+    {
+        var connection = new Connection(new JsonHubProtocol());
+        var writes = new CoalescedWrites(NullLogger.Instance);
+        var padding = new string('x', 30 * 1024);
+
+        for (var i = 1; i <= 5; i++)
+        {
+            writes.Add(connection.Context, Message(i, padding));
+        }
+        // 150 KiB is past the pipe's pause threshold: the flush waits for the transport to take it (the reader slows
+        // down with a slow connection), so the transport side reads meanwhile.
+        var received = connection.ReceivedAsync(5);
+        await writes.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+
+        // 30 KiB each: two fit under 64 KiB, so 5 messages take 3 writes.
+        Assert.Equal(3, connection.Writes);
+        Assert.Equal("1,2,3,4,5", await received);
+    }
+
+    [Fact]
+    public async Task The_next_reply_starts_afresh()
+    {
+        var connection = new Connection(new JsonHubProtocol());
+        var writes = new CoalescedWrites(NullLogger.Instance);
+
+        writes.Add(connection.Context, Message(1));
+        writes.Add(connection.Context, Message(2));
+        await writes.FlushAsync();
+        writes.Add(connection.Context, Message(3));
+        await writes.FlushAsync();
+
+        Assert.Equal(2, connection.Writes);
+        Assert.Equal("1,2,3", await connection.ReceivedAsync(3));
+    }
+
+    private static IHubProtocol Protocol(string name) => name == "json" ? new JsonHubProtocol() : new MessagePackHubProtocol();
+
+    /// <summary>A send as the reader has it: serialized once per protocol, both protocols present.</summary>
+    private static SerializedHubMessage Message(int n, string text = "")
+    {
+        var invocation = new InvocationMessage("Send", [n, text]);
+        return new SerializedHubMessage(
+        [
+            new SerializedMessage("json", new JsonHubProtocol().GetMessageBytes(invocation)),
+            new SerializedMessage("messagepack", new MessagePackHubProtocol().GetMessageBytes(invocation)),
+        ]);
+    }
+
+    /// <summary>A hub connection over a real pipe; the transport side counts the writes SignalR makes to it.</summary>
+    private sealed class Connection
+    {
+        private readonly Pipe _output = new();
+        private readonly IHubProtocol _protocol;
+        private readonly CountingWriter _writer;
+
+        public Connection(IHubProtocol protocol, bool statefulReconnect = false)
+        {
+            _protocol = protocol;
+            _writer = new CountingWriter(_output.Writer);
+            var transport = new Duplex(new Pipe().Reader, _writer);
+            var context = new DefaultConnectionContext(Guid.NewGuid().ToString("N"), transport, transport);
+            if (statefulReconnect)
+            {
+#pragma warning disable CA2252 // preview interface: only its presence matters here
+                context.Features.Set<IStatefulReconnectFeature>(new StatefulReconnect());
+#pragma warning restore CA2252
+            }
+            Context = new HubConnectionContext(context, new HubConnectionContextOptions { KeepAliveInterval = TimeSpan.FromMinutes(5) }, NullLoggerFactory.Instance)
+            {
+                Protocol = protocol,
+            };
+        }
+
+        public HubConnectionContext Context { get; }
+
+        public int Writes => _writer.Writes;
+
+        /// <summary>The numbers of the first <paramref name="count"/> messages that reached the transport, parsed one by
+        /// one with the connection's protocol, comma-separated.</summary>
+        public async Task<string> ReceivedAsync(int count)
+        {
+            var numbers = new List<int>();
+            while (numbers.Count < count)
+            {
+                var result = await _output.Reader.ReadAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+                var buffer = result.Buffer;
+                while (_protocol.TryParseMessage(ref buffer, new Binder(), out var message))
+                {
+                    var invocation = Assert.IsType<InvocationMessage>(message);
+                    numbers.Add(Convert.ToInt32(invocation.Arguments[0], System.Globalization.CultureInfo.InvariantCulture));
+                }
+                _output.Reader.AdvanceTo(buffer.Start, buffer.End);
+            }
+            return string.Join(',', numbers);
+        }
+    }
+
+    private sealed class Duplex(PipeReader input, PipeWriter output) : IDuplexPipe
+    {
+        public PipeReader Input { get; } = input;
+
+        public PipeWriter Output { get; } = output;
+    }
+
+    /// <summary>Passes everything to a real pipe's writer, counting the messages written to it.</summary>
+    private sealed class CountingWriter(PipeWriter inner) : PipeWriter
+    {
+        private int _writes;
+
+        public int Writes => Volatile.Read(ref _writes);
+
+        public override ValueTask<FlushResult> WriteAsync(ReadOnlyMemory<byte> source, CancellationToken cancellationToken = default)
+        {
+            Interlocked.Increment(ref _writes);
+            return inner.WriteAsync(source, cancellationToken);
+        }
+
+        public override void Advance(int bytes) => inner.Advance(bytes);
+
+        public override Memory<byte> GetMemory(int sizeHint = 0) => inner.GetMemory(sizeHint);
+
+        public override Span<byte> GetSpan(int sizeHint = 0) => inner.GetSpan(sizeHint);
+
+        public override void CancelPendingFlush() => inner.CancelPendingFlush();
+
+        public override void Complete(Exception? exception = null) => inner.Complete(exception);
+
+        public override ValueTask<FlushResult> FlushAsync(CancellationToken cancellationToken = default) => inner.FlushAsync(cancellationToken);
+    }
+
+#pragma warning disable CA2252
+    private sealed class StatefulReconnect : IStatefulReconnectFeature
+    {
+        public void OnReconnected(Func<PipeWriter, Task> notifyOnReconnect)
+        {
+        }
+
+        public void DisableReconnect()
+        {
+        }
+    }
+#pragma warning restore CA2252
+
+    private sealed class Binder : IInvocationBinder
+    {
+        public IReadOnlyList<Type> GetParameterTypes(string methodName) => [typeof(int), typeof(string)];
+
+        public Type GetReturnType(string invocationId) => typeof(object);
+
+        public Type GetStreamItemType(string streamId) => typeof(object);
+    }
+}
