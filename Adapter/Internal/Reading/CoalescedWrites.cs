@@ -1,7 +1,6 @@
-using System.Buffers;
+using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections.Abstractions;
 using Microsoft.AspNetCore.SignalR;
-using Microsoft.AspNetCore.SignalR.Protocol;
 using Microsoft.Extensions.Logging;
 
 namespace SignalR.RedisStreams.Internal;
@@ -15,141 +14,149 @@ namespace SignalR.RedisStreams.Internal;
 /// <para>Every hub protocol frames its messages itself (a transport is a byte stream that may deliver several
 /// messages in one read), so the client parses the same messages, in the same order. Not merged: a connection with
 /// stateful reconnect (its server-side buffer numbers each write as one message, and would number a merged write as
-/// one), and more than <see cref="MaxMergedBytes"/> (what is gathered is written, and gathering starts again).</para>
-/// <para>Used by one reader loop only (not thread-safe). Membership is applied when an entry is handled, not when its
-/// write goes out, so what each connection gets is what it would get written one by one.</para>
+/// one), and past <see cref="MaxMergedBytes"/> (the next write starts there).</para>
+/// <para>Gathering keeps references only (the messages are serialized already); the bytes are copied once, at the
+/// flush, into one buffer that the connection's pipe copies from before the write returns, so one buffer serves every
+/// connection in turn. Used by one reader loop only (not thread-safe). Membership is applied when an entry is handled,
+/// not when its write goes out, so what each connection gets is what it would get written one by one.</para>
 /// </summary>
 internal sealed class CoalescedWrites(ILogger logger)
 {
-    /// <summary>A connection's gathered bytes are written once they pass this.</summary>
+    /// <summary>Most bytes in one merged write.</summary>
     internal const int MaxMergedBytes = 64 * 1024;
 
     private readonly Dictionary<HubConnectionContext, int> _index = new(ReferenceEqualityComparer.Instance);
     private readonly List<Pending> _pending = [];
+
+    // Every message gathered, in arrival order; each links to the next one for the same connection.
+    private readonly List<(SerializedHubMessage Message, int Next)> _messages = [];
+
+    private byte[] _buffer = new byte[4096];
     private List<Task>? _writing;
-    private List<byte[]>? _rentedInFlight;
 
-    private struct Pending(HubConnectionContext connection, SerializedHubMessage first)
+    private struct Pending(HubConnectionContext connection, int first)
     {
-        public HubConnectionContext Connection = connection;
-        public SerializedHubMessage? First = first; // the only message so far (written as it is), or null once merged
-        public byte[]? Buffer;
-        public int Length;
-        public int Count = 1;
+        public readonly HubConnectionContext Connection = connection;
+        public readonly int First = first;
+        public int Last = first;
     }
-
-    /// <summary>Connections with writes gathered.</summary>
-    public int Count => _pending.Count;
 
     /// <summary>Gathers <paramref name="message"/> for <paramref name="connection"/>, after what it already got from
     /// this reply.</summary>
     public void Add(HubConnectionContext connection, SerializedHubMessage message)
     {
+        var at = _messages.Count;
+        _messages.Add((message, -1));
         if (!_index.TryGetValue(connection, out var i))
         {
             _index.Add(connection, _pending.Count);
-            _pending.Add(new Pending(connection, message));
+            _pending.Add(new Pending(connection, at));
             return;
         }
-
-        ref var pending = ref System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending)[i];
-        if (pending.First is null && pending.Buffer is null)
-        {
-            // Everything gathered for it went out already (a message that could not be merged): start again.
-            pending.First = message;
-            pending.Count = 1;
-            return;
-        }
-        if (pending.First is { } first)
-        {
-            if (!Mergeable(connection) || !TryBytes(connection, first, out var firstBytes) || !TryBytes(connection, message, out var secondBytes)
-                || firstBytes.Length + secondBytes.Length > MaxMergedBytes)
-            {
-                // Written as they are, one by one, in order.
-                Write(connection, first);
-                pending.First = message;
-                return;
-            }
-            pending.First = null;
-            pending.Buffer = ArrayPool<byte>.Shared.Rent(Math.Max(4096, (firstBytes.Length + secondBytes.Length) * 2));
-            firstBytes.Span.CopyTo(pending.Buffer);
-            secondBytes.Span.CopyTo(pending.Buffer.AsSpan(firstBytes.Length));
-            pending.Length = firstBytes.Length + secondBytes.Length;
-            pending.Count = 2;
-            return;
-        }
-
-        if (!TryBytes(connection, message, out var bytes))
-        {
-            WriteMerged(ref pending);
-            Write(connection, message);
-            return;
-        }
-        if (pending.Length + bytes.Length > MaxMergedBytes)
-        {
-            // Full: what is gathered goes out, and this message starts the next write.
-            WriteMerged(ref pending);
-            pending.First = message;
-            pending.Count = 1;
-            return;
-        }
-        if (pending.Buffer!.Length - pending.Length < bytes.Length)
-        {
-            var larger = ArrayPool<byte>.Shared.Rent(Math.Min(MaxMergedBytes, Math.Max(pending.Buffer.Length * 2, pending.Length + bytes.Length)));
-            pending.Buffer.AsSpan(0, pending.Length).CopyTo(larger);
-            ArrayPool<byte>.Shared.Return(pending.Buffer);
-            pending.Buffer = larger;
-        }
-        bytes.Span.CopyTo(pending.Buffer.AsSpan(pending.Length));
-        pending.Length += bytes.Length;
-        pending.Count++;
+        ref var pending = ref CollectionsMarshal.AsSpan(_pending)[i];
+        CollectionsMarshal.AsSpan(_messages)[pending.Last].Next = at;
+        pending.Last = at;
     }
 
-    /// <summary>Writes what was gathered, each connection once, and waits for the writes that did not complete at once
-    /// (a connection's transport full: the reader slows down with it, as it does writing one by one).</summary>
+    /// <summary>Writes what was gathered, each connection's messages in order and in as few writes as the limit allows,
+    /// and waits for the writes that did not complete at once (a connection's transport full: the reader slows down
+    /// with it, as it does writing one by one).</summary>
     public ValueTask FlushAsync()
     {
         if (_pending.Count == 0)
         {
             return default;
         }
-        var span = System.Runtime.InteropServices.CollectionsMarshal.AsSpan(_pending);
-        for (var i = 0; i < span.Length; i++)
+        try
         {
-            ref var pending = ref span[i];
-            if (pending.First is { } only)
+            foreach (var pending in CollectionsMarshal.AsSpan(_pending))
             {
-                Write(pending.Connection, only);
-            }
-            else
-            {
-                WriteMerged(ref pending);
+                WriteConnection(pending);
             }
         }
-        _pending.Clear();
-        _index.Clear();
+        finally
+        {
+            _pending.Clear();
+            _index.Clear();
+            _messages.Clear();
+        }
         return _writing is null ? default : WaitAsync();
+    }
+
+    private void WriteConnection(in Pending pending)
+    {
+        var connection = pending.Connection;
+        var messages = CollectionsMarshal.AsSpan(_messages);
+        var first = messages[pending.First];
+        if (first.Next < 0 || !Mergeable(connection))
+        {
+            for (var k = pending.First; k >= 0; k = messages[k].Next)
+            {
+                Write(connection, messages[k].Message);
+            }
+            return;
+        }
+
+        var length = 0;
+        var count = 0;
+        var single = -1; // the one message in the buffer, written as it is when nothing joins it
+        for (var k = pending.First; k >= 0; k = messages[k].Next)
+        {
+            var message = messages[k].Message;
+            if (!TryBytes(connection, message, out var bytes))
+            {
+                // SignalR writes it as it is, and handles the failure as it always does.
+                WriteBuffered(connection, ref length, ref count, single);
+                Write(connection, message);
+                continue;
+            }
+            if (length + bytes.Length > MaxMergedBytes)
+            {
+                WriteBuffered(connection, ref length, ref count, single);
+            }
+            if (bytes.Length > MaxMergedBytes)
+            {
+                Write(connection, message);
+                continue;
+            }
+            if (_buffer.Length < length + bytes.Length)
+            {
+                Array.Resize(ref _buffer, Math.Min(MaxMergedBytes, Math.Max(_buffer.Length * 2, length + bytes.Length)));
+            }
+            bytes.Span.CopyTo(_buffer.AsSpan(length));
+            length += bytes.Length;
+            single = count == 0 ? k : -1;
+            count++;
+        }
+        WriteBuffered(connection, ref length, ref count, single);
+    }
+
+    /// <summary>Writes the buffer's messages as one; a single one is written as it is.</summary>
+    private void WriteBuffered(HubConnectionContext connection, ref int length, ref int count, int single)
+    {
+        if (count == 1)
+        {
+            Write(connection, _messages[single].Message);
+        }
+        else if (count > 1)
+        {
+            var merged = new SerializedHubMessage([new SerializedMessage(connection.Protocol.Name, _buffer.AsMemory(0, length))]);
+            if (!Write(connection, merged))
+            {
+                // The write waits (for the connection's write lock, or a full pipe) and will copy from this buffer
+                // later: it keeps it, and the next writes take another one.
+                _buffer = new byte[_buffer.Length];
+            }
+        }
+        length = 0;
+        count = 0;
     }
 
     private async ValueTask WaitAsync()
     {
         var writing = _writing!;
         _writing = null;
-        try
-        {
-            await Task.WhenAll(writing);
-        }
-        finally
-        {
-            if (_rentedInFlight is { } rented)
-            {
-                _rentedInFlight = null;
-                foreach (var buffer in rented)
-                {
-                    ArrayPool<byte>.Shared.Return(buffer);
-                }
-            }
-        }
+        await Task.WhenAll(writing);
     }
 
     /// <summary>A connection whose writes may be merged: without stateful reconnect (there each write is one numbered
@@ -159,8 +166,7 @@ internal sealed class CoalescedWrites(ILogger logger)
         => connection.Features.Get<IStatefulReconnectFeature>() is null;
 #pragma warning restore CA2252
 
-    /// <summary>The message's bytes in the connection's protocol; false when they cannot be had (the write then goes
-    /// through SignalR as it is, which handles the failure as it always does).</summary>
+    /// <summary>The message's bytes in the connection's protocol; false when they cannot be had.</summary>
     private static bool TryBytes(HubConnectionContext connection, SerializedHubMessage message, out ReadOnlyMemory<byte> bytes)
     {
         try
@@ -173,28 +179,6 @@ internal sealed class CoalescedWrites(ILogger logger)
             bytes = default;
             return false;
         }
-    }
-
-    private void WriteMerged(ref Pending pending)
-    {
-        if (pending.Buffer is not { } buffer)
-        {
-            return;
-        }
-        var merged = new SerializedHubMessage([new SerializedMessage(pending.Connection.Protocol.Name, buffer.AsMemory(0, pending.Length))]);
-        var completed = Write(pending.Connection, merged);
-        if (completed)
-        {
-            // The bytes were copied into the connection's pipe.
-            ArrayPool<byte>.Shared.Return(buffer);
-        }
-        else
-        {
-            (_rentedInFlight ??= []).Add(buffer);
-        }
-        pending.Buffer = null;
-        pending.Length = 0;
-        pending.Count = 0;
     }
 
     /// <summary>Starts a write; true when it completed at once.</summary>
