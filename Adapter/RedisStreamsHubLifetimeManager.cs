@@ -442,14 +442,15 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         if (_connections.TryGetValue(entry.ConnectionId, out var target))
         {
             _clientResults.AddProxied(entry.InvocationId, entry.Node, entry.ConnectionId);
+            var invocation = new SerializedHubMessage(entry.Messages);
             if (writes is not null)
             {
                 // After what the same reply wrote to the connection before it, as written one by one.
-                writes.Add(target, new SerializedHubMessage(entry.Messages));
+                writes.Add(target, invocation);
             }
             else
             {
-                await WriteAsync(target, new SerializedHubMessage(entry.Messages), CancellationToken.None);
+                await WriteAsync(target, invocation, CancellationToken.None);
             }
             return 1;
         }
@@ -536,17 +537,8 @@ public sealed class RedisStreamsHubLifetimeManager<THub> : HubLifetimeManager<TH
         return fan.CompleteAsync();
     }
 
-    private async ValueTask WriteAsync(HubConnectionContext connection, SerializedHubMessage message, CancellationToken cancellationToken)
-    {
-        try
-        {
-            await connection.WriteAsync(message, cancellationToken);
-        }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
-        {
-            Log.WriteFailed(_logger, ex, connection.ConnectionId);
-        }
-    }
+    private ValueTask WriteAsync(HubConnectionContext connection, SerializedHubMessage message, CancellationToken cancellationToken)
+        => CoalescedWrites.WriteLoggedAsync(connection, message, _logger, cancellationToken);
 
     void IHubManager.NodeGone(string nodeId) => _clientResults.NodeGone(nodeId);
 

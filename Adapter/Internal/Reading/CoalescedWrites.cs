@@ -184,32 +184,26 @@ internal sealed class CoalescedWrites(ILogger logger)
     /// <summary>Starts a write; true when it completed at once.</summary>
     private bool Write(HubConnectionContext connection, SerializedHubMessage message)
     {
-        ValueTask write;
-        try
-        {
-            write = connection.WriteAsync(message, CancellationToken.None);
-        }
-        catch (Exception ex)
-        {
-            Log.WriteFailed(logger, ex, connection.ConnectionId);
-            return true;
-        }
+        var write = WriteLoggedAsync(connection, message, logger, CancellationToken.None);
         if (write.IsCompletedSuccessfully)
         {
-            write.GetAwaiter().GetResult();
             return true;
         }
-        (_writing ??= []).Add(LoggedAsync(write, connection));
+        (_writing ??= []).Add(write.AsTask());
         return false;
     }
 
-    private async Task LoggedAsync(ValueTask write, HubConnectionContext connection)
+    /// <summary>A write to a connection whose failure is logged, not thrown (SignalR aborts a connection it cannot
+    /// write to); a cancellation asked for by <paramref name="cancellationToken"/> is thrown. Every write of the
+    /// backplane to a connection goes through here.</summary>
+    internal static async ValueTask WriteLoggedAsync(
+        HubConnectionContext connection, SerializedHubMessage message, ILogger logger, CancellationToken cancellationToken)
     {
         try
         {
-            await write;
+            await connection.WriteAsync(message, cancellationToken);
         }
-        catch (Exception ex)
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             Log.WriteFailed(logger, ex, connection.ConnectionId);
         }
