@@ -11,7 +11,7 @@ namespace SignalR.RedisStreams.Internal;
 /// the new streams' start after Redis restarted empty; decodes each entry (malformed ones are logged and skipped),
 /// drops duplicates and reports gaps per stream and sender (<see cref="SequenceTracker"/>), measures lag, and hands
 /// each new entry to the node, whose writes to connections are gathered per reply (<see cref="CoalescedWrites"/>) and
-/// written when the reply is handled. The two streams are merged by entry id: ids come from one clock for all the app's
+/// written when the reply is handled, or under load with the next replies' (<see cref="HeldWrites"/>). The two streams are merged by entry id: ids come from one clock for all the app's
 /// streams, so entries are handled in the order Redis appended them, and a sender's packets keep their order whichever
 /// stream each took.
 /// </summary>
@@ -34,16 +34,8 @@ internal sealed class StreamReadLoop
     private readonly RedisKey _inbox;
     private readonly string _inboxName;
     private readonly StringCache _strings = new();
-    private readonly CoalescedWrites _writes;
+    private readonly HeldWrites _held;
     private int _replyPackets; // packets in the XREAD reply being handled
-
-    /// <summary>A reply with at least this many packets means the node is busy: before reading again, the reader lets
-    /// the thread pool run what the reply's writes queued (see <see cref="LetWritesGoOutAsync"/>).</summary>
-    private const int BusyReplyPackets = 32;
-
-    /// <summary>At most this many trips to the back of the thread pool's queue after a busy reply. Measured with the
-    /// cells benchmark (3 servers × 100 clients): 4 to 16 all did about as well; 8 is in the middle.</summary>
-    private const int MaxYieldsAfterBusyReply = 8;
     private RedisValue[] _pairs = new RedisValue[16];
     private readonly List<ReadOnlyMemory<byte>> _packets = [];
     private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -78,7 +70,7 @@ internal sealed class StreamReadLoop
         _stopping = stopping;
         _inbox = node.Keys.Inbox(node.NodeId);
         _inboxName = _inbox.ToString();
-        _writes = new CoalescedWrites(node.Logger);
+        _held = new HeldWrites(new CoalescedWrites(node.Logger), TimeProvider.System);
     }
 
     /// <summary>Completes once the reader reads from a concrete position: from then on, whatever any node appends
@@ -100,6 +92,19 @@ internal sealed class StreamReadLoop
     public long PacketsBehind => Interlocked.Read(ref _packetsBehind);
 
     public async Task RunAsync()
+    {
+        try
+        {
+            await ReadLoopAsync();
+        }
+        finally
+        {
+            // Stopping (or the rights are missing): what was read and held still goes out.
+            await _held.FlushAsync();
+        }
+    }
+
+    private async Task ReadLoopAsync()
     {
         var db = _readerDatabase();
         var attempt = 0;
@@ -144,9 +149,12 @@ internal sealed class StreamReadLoop
                     _readCount = _node.Options.ReadCount;
                 }
                 var count = _readCount;
-                var result = await db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                var result = await _held.WhileReadingAsync(
+                    db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
                 if (result.IsNull)
                 {
+                    // Nothing more to read now: what is held goes out before the reader waits.
+                    await _held.FlushAsync();
                     count = 1;
                     result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 }
@@ -160,18 +168,18 @@ internal sealed class StreamReadLoop
                 if (!result.IsNull)
                 {
                     _replyPackets = 0;
+                    _held.BeginReply();
+                    var handled = false;
                     try
                     {
                         await ProcessAsync(result, count);
+                        handled = true;
                     }
                     finally
                     {
-                        // What the reply's entries wrote to connections goes out now, each connection's at once.
-                        await _writes.FlushAsync();
-                    }
-                    if (_replyPackets >= BusyReplyPackets)
-                    {
-                        await LetWritesGoOutAsync();
+                        // What the reply's entries wrote to connections goes out now, each connection's at once, or
+                        // with the next replies' when the node is busy.
+                        await _held.EndReplyAsync(_replyPackets, handled);
                     }
                     if (count == _readCount && _readCount < _node.Options.ReadCount)
                     {
@@ -189,6 +197,8 @@ internal sealed class StreamReadLoop
             }
             catch (Exception ex) when (!_stopping.IsCancellationRequested && ex is not OperationCanceledException)
             {
+                // What was read before the failure goes out now, not after the retry.
+                await _held.FlushAsync();
                 // Whatever failed (Redis, or a reply of an unexpected shape), the loop keeps its cursor and goes on.
                 attempt++;
                 _firstAttempt.TrySetResult();
@@ -220,20 +230,6 @@ internal sealed class StreamReadLoop
             {
                 return; // stopping: the reader's connection was closed under the blocked XREAD
             }
-        }
-    }
-
-    /// <summary>After a busy reply: goes to the back of the thread pool's queue while it holds work, at most
-    /// <see cref="MaxYieldsAfterBusyReply"/> times. What waits there is mostly what this reply's writes woke (each
-    /// connection's transport sending what it was given), so those sends go out first, and the next reply, read after
-    /// them, holds more packets: each connection then gets more messages per write (<see cref="CoalescedWrites"/>) and
-    /// each client more per socket read. Under load that is the same work in fewer, larger pieces; idle, a reply has a
-    /// packet or two and the reader reads again at once (nothing waits: no added latency).</summary>
-    private static async ValueTask LetWritesGoOutAsync()
-    {
-        for (var i = 0; i < MaxYieldsAfterBusyReply && ThreadPool.PendingWorkItemCount > 0; i++)
-        {
-            await Task.Yield();
         }
     }
 
@@ -413,7 +409,7 @@ internal sealed class StreamReadLoop
                     Log.GapDetected(_node.Logger, missing, entry.Node, stream, entry.Sequence - missing - 1, entry.Sequence);
                 }
             }
-            await _handle(id, entry, _writes);
+            await _handle(id, entry, _held.Writes);
         }
         // Once per entry: a position inside a batch counts as processed when the whole entry is.
         if (positions && _packets.Count > 0)

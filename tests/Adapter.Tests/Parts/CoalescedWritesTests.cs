@@ -109,7 +109,7 @@ public sealed class CoalescedWritesTests
     private static IHubProtocol Protocol(string name) => name == "json" ? new JsonHubProtocol() : new MessagePackHubProtocol();
 
     /// <summary>A send as the reader has it: serialized once per protocol, both protocols present.</summary>
-    private static SerializedHubMessage Message(int n, string text = "")
+    internal static SerializedHubMessage Message(int n, string text = "")
     {
         var invocation = new InvocationMessage("Send", [n, text]);
         return new SerializedHubMessage(
@@ -120,7 +120,7 @@ public sealed class CoalescedWritesTests
     }
 
     /// <summary>A hub connection over a real pipe; the transport side counts the writes SignalR makes to it.</summary>
-    private sealed class Connection
+    internal sealed class Connection
     {
         private readonly Pipe _output = new();
         private readonly IHubProtocol _protocol;
