@@ -127,9 +127,9 @@ public sealed class HeldWritesTests
         held.Writes.Add(connection.Context, Message(2));
         Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
 
-        // The read hangs (Redis paused, say): the held writes go out when the time bound is up (the held clock says
-        // half of it is left; the wait for it runs on real time), while the read is still pending.
-        clock.Advance(HeldWrites.MaxTime / 2);
+        // The read hangs (Redis paused, say): the held writes go out when its time bound is up (the held clock says
+        // a few ms of it are left; the wait for them runs on real time), while the read is still pending.
+        clock.Advance(HeldWrites.MaxReadWait - TimeSpan.FromMilliseconds(5));
         var read = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var reading = held.WhileReadingAsync(read.Task, CancellationToken.None);
 
@@ -149,7 +149,7 @@ public sealed class HeldWritesTests
         held.BeginReply();
         held.Writes.Add(connection.Context, Message(1));
         Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
-        clock.Advance(HeldWrites.MaxTime);
+        clock.Advance(HeldWrites.MaxReadWait);
 
         var read = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
         var reading = held.WhileReadingAsync(read.Task, CancellationToken.None);
