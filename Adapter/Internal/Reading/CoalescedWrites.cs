@@ -6,8 +6,8 @@ using Microsoft.Extensions.Logging;
 namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
-/// The writes of one XREAD reply to this node's connections, gathered per connection and written when the reply has
-/// been handled: a connection that gets several messages from one reply gets them in one write (their serialized
+/// The writes of one XREAD reply (or, under load, a few: <see cref="HeldWrites"/>) to this node's connections, gathered
+/// per connection and written when <see cref="FlushAsync"/> is called: a connection that gets several messages from one reply gets them in one write (their serialized
 /// bytes one after the other, in order), so one flush, one transport wake-up and one socket send instead of one per
 /// message. A stream entry carries up to 64 packets and a reply up to <c>ReadCount</c> entries, so under load a
 /// connection typically gets many messages per reply (a broadcast: every packet of the reply).

@@ -18,7 +18,8 @@ namespace SignalR.RedisStreams.Internal;
 internal sealed class StreamReadLoop
 {
     /// <summary>What the node does with a new (deduplicated) entry; writes to connections go through
-    /// <paramref name="writes"/>, which the reader writes out once the whole XREAD reply is handled.</summary>
+    /// <paramref name="writes"/>, which the reader writes out once the whole XREAD reply is handled (under load, with the
+    /// next replies': <see cref="HeldWrites"/>).</summary>
     public delegate Task EntryHandler(string id, StreamEntry entry, CoalescedWrites writes);
 
     private readonly NodeContext _node;

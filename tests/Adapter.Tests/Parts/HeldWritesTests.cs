@@ -17,9 +17,7 @@ public sealed class HeldWritesTests
         var connection = new Connection(new JsonHubProtocol());
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), new ManualClock());
 
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        Assert.True(await held.EndReplyAsync(HeldWrites.BusyReplyPackets - 1, handled: true));
+        Assert.True(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets - 1, handled: true, 1));
 
         Assert.Equal(0, held.Packets);
         Assert.Equal(1, connection.Writes);
@@ -55,13 +53,8 @@ public sealed class HeldWritesTests
         var connection = new Connection(new JsonHubProtocol());
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), new ManualClock());
 
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        held.Writes.Add(connection.Context, Message(2));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(3));
-        Assert.True(await held.EndReplyAsync(1, handled: true));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1, 2));
+        Assert.True(await ReplyAsync(held, connection, 1, handled: true, 3));
 
         Assert.Equal(1, connection.Writes);
         Assert.Equal("1,2,3", await connection.ReceivedAsync(3));
@@ -74,13 +67,9 @@ public sealed class HeldWritesTests
         var clock = new ManualClock();
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), clock);
 
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1));
         clock.Advance(HeldWrites.MaxTime);
-        held.BeginReply(); // the time counts from the first reply held, not this one
-        held.Writes.Add(connection.Context, Message(2));
-        Assert.True(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
+        Assert.True(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 2)); // the time counts from the first reply held, not this one
 
         Assert.Equal("1,2", await connection.ReceivedAsync(2));
     }
@@ -91,12 +80,8 @@ public sealed class HeldWritesTests
         var connection = new Connection(new JsonHubProtocol());
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), new ManualClock());
 
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(2));
-        Assert.True(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: false));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1));
+        Assert.True(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: false, 2));
 
         Assert.Equal("1,2", await connection.ReceivedAsync(2));
     }
@@ -106,9 +91,7 @@ public sealed class HeldWritesTests
     {
         var connection = new Connection(new JsonHubProtocol());
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), new ManualClock());
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1));
 
         Assert.Equal(42, await held.WhileReadingAsync(Task.FromResult(42), CancellationToken.None));
 
@@ -122,10 +105,7 @@ public sealed class HeldWritesTests
         var connection = new Connection(new JsonHubProtocol());
         var clock = new ManualClock();
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), clock);
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        held.Writes.Add(connection.Context, Message(2));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1, 2));
 
         // The read hangs (Redis paused, say): the held writes go out when its time bound is up (the held clock says
         // a few ms of it are left; the wait for them runs on real time), while the read is still pending.
@@ -146,9 +126,7 @@ public sealed class HeldWritesTests
         var connection = new Connection(new JsonHubProtocol());
         var clock = new ManualClock();
         var held = new HeldWrites(new CoalescedWrites(NullLogger.Instance), clock);
-        held.BeginReply();
-        held.Writes.Add(connection.Context, Message(1));
-        Assert.False(await held.EndReplyAsync(HeldWrites.BusyReplyPackets, handled: true));
+        Assert.False(await ReplyAsync(held, connection, HeldWrites.BusyReplyPackets, handled: true, 1));
         clock.Advance(HeldWrites.MaxReadWait);
 
         var read = new TaskCompletionSource<int>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -157,6 +135,18 @@ public sealed class HeldWritesTests
         read.SetException(new InvalidOperationException("read failed"));
 
         await Assert.ThrowsAsync<InvalidOperationException>(() => reading);
+    }
+
+    /// <summary>One reply handled: its messages gathered for <paramref name="connection"/>, then the hold decides;
+    /// true when everything held went out.</summary>
+    private static ValueTask<bool> ReplyAsync(HeldWrites held, Connection connection, int packets, bool handled, params int[] messages)
+    {
+        held.BeginReply();
+        foreach (var message in messages)
+        {
+            held.Writes.Add(connection.Context, Message(message));
+        }
+        return held.EndReplyAsync(packets, handled);
     }
 
     /// <summary>A clock that moves only when told; its timers (for waits) still run on real time.</summary>
