@@ -1,3 +1,4 @@
+using System.Buffers;
 using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections.Abstractions;
 using Microsoft.AspNetCore.SignalR;
@@ -17,13 +18,18 @@ namespace SignalR.RedisStreams.Internal;
 /// one), and past <see cref="MaxMergedBytes"/> (the next write starts there).</para>
 /// <para>Gathering keeps references only (the messages are serialized already); the bytes are copied once, at the
 /// flush, into one buffer that the connection's pipe copies from before the write returns, so one buffer serves every
-/// connection in turn. Used by one reader loop only (not thread-safe). Membership is applied when an entry is handled,
+/// connection in turn (a write that waits keeps its buffer, and the reader takes another from a small pool). Used by one reader loop only (not thread-safe). Membership is applied when an entry is handled,
 /// not when its write goes out, so what each connection gets is what it would get written one by one.</para>
 /// </summary>
 internal sealed class CoalescedWrites(ILogger logger)
 {
-    /// <summary>Most bytes in one merged write.</summary>
-    internal const int MaxMergedBytes = 64 * 1024;
+    /// <summary>Most bytes in one merged write: a quarter of the pause threshold of SignalR's pipe to the transport
+    /// (64 KiB by default), so that a connection whose transport keeps up takes several merged writes without waiting.</summary>
+    internal const int MaxMergedBytes = 16 * 1024;
+
+    /// <summary>Most merge buffers kept for reuse (<see cref="MaxMergedBytes"/> each): one is out per connection whose
+    /// write is waiting.</summary>
+    private const int BuffersKept = 256;
 
     private readonly Dictionary<HubConnectionContext, int> _index = new(ReferenceEqualityComparer.Instance);
     private readonly List<Pending> _pending = [];
@@ -31,7 +37,13 @@ internal sealed class CoalescedWrites(ILogger logger)
     // Every message gathered, in arrival order; each links to the next one for the same connection.
     private readonly List<(SerializedHubMessage Message, int Next)> _messages = [];
 
-    private byte[] _buffer = new byte[4096];
+    // One connection's messages, in order, while they are written.
+    private SerializedHubMessage[] _run = new SerializedHubMessage[64];
+
+    // Merge buffers: the one the reader writes from, and those free again (the reader's own; a waiting write's buffer
+    // comes back when the flush is over). Thread-safe, as a connection's remaining writes return theirs.
+    private readonly ArrayPool<byte> _buffers = ArrayPool<byte>.Create(MaxMergedBytes, BuffersKept);
+    private byte[]? _buffer;
     private List<Task>? _writing;
 
     private struct Pending(HubConnectionContext connection, int first)
@@ -39,6 +51,7 @@ internal sealed class CoalescedWrites(ILogger logger)
         public readonly HubConnectionContext Connection = connection;
         public readonly int First = first;
         public int Last = first;
+        public int Count = 1;
     }
 
     /// <summary>Gathers <paramref name="message"/> for <paramref name="connection"/>, after what it already got from
@@ -56,11 +69,15 @@ internal sealed class CoalescedWrites(ILogger logger)
         ref var pending = ref CollectionsMarshal.AsSpan(_pending)[i];
         CollectionsMarshal.AsSpan(_messages)[pending.Last].Next = at;
         pending.Last = at;
+        pending.Count++;
     }
 
     /// <summary>Writes what was gathered, each connection's messages in order and in as few writes as the limit allows,
     /// and waits for the writes that did not complete at once (a connection's transport full: the reader slows down
     /// with it, as it does writing one by one).</summary>
+    /// <remarks>A connection whose write does not complete at once (its pipe is past the pause threshold, or another
+    /// write holds it) gets the rest of its messages from one continuation that waits for that write and then goes on
+    /// merging into the same buffer, instead of queueing a write (and a buffer) per merged piece.</remarks>
     public ValueTask FlushAsync()
     {
         if (_pending.Count == 0)
@@ -85,71 +102,130 @@ internal sealed class CoalescedWrites(ILogger logger)
 
     private void WriteConnection(in Pending pending)
     {
-        var connection = pending.Connection;
-        var messages = CollectionsMarshal.AsSpan(_messages);
-        var first = messages[pending.First];
-        if (first.Next < 0 || !Mergeable(connection))
+        if (_run.Length < pending.Count)
         {
-            for (var k = pending.First; k >= 0; k = messages[k].Next)
+            _run = new SerializedHubMessage[Math.Max(pending.Count, _run.Length * 2)];
+        }
+        var messages = CollectionsMarshal.AsSpan(_messages);
+        var n = 0;
+        for (var k = pending.First; k >= 0; k = messages[k].Next)
+        {
+            _run[n++] = messages[k].Message;
+        }
+        var connection = pending.Connection;
+        var merge = n > 1 && Mergeable(connection);
+        _buffer ??= _buffers.Rent(MaxMergedBytes);
+        int written;
+        Task? waiting;
+        SerializedHubMessage[] rest;
+        try
+        {
+            written = WriteRun(connection, _run.AsSpan(0, n), merge, _buffer, logger, out waiting);
+            if (waiting is null)
             {
-                Write(connection, messages[k].Message);
+                return;
             }
-            return;
+            rest = written < n ? _run.AsSpan(written, n - written).ToArray() : [];
+        }
+        finally
+        {
+            Array.Clear(_run, 0, n);
+        }
+        // The write waits, and may copy from the buffer later: the buffer goes with it, to the rest of the messages.
+        (_writing ??= []).Add(WriteRestAsync(connection, waiting, rest, merge, _buffer, _buffers, logger));
+        _buffer = null;
+    }
+
+    /// <summary>Writes <paramref name="run"/> in order (merged into <paramref name="buffer"/> up to the limit when
+    /// <paramref name="merge"/>) until a write does not complete at once; returns how many messages were written or
+    /// started, and that write in <paramref name="waiting"/> (null: all completed).</summary>
+    private static int WriteRun(
+        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> run, bool merge, byte[] buffer, ILogger logger, out Task? waiting)
+    {
+        waiting = null;
+        if (!merge)
+        {
+            for (var k = 0; k < run.Length; k++)
+            {
+                if (!Write(connection, run[k], logger, out waiting))
+                {
+                    return k + 1;
+                }
+            }
+            return run.Length;
         }
 
         var length = 0;
-        var count = 0;
-        var single = -1; // the one message in the buffer, written as it is when nothing joins it
-        for (var k = pending.First; k >= 0; k = messages[k].Next)
+        var first = 0; // the first message in the buffer
+        for (var k = 0; k < run.Length; k++)
         {
-            var message = messages[k].Message;
-            if (!TryBytes(connection, message, out var bytes))
+            if (!TryBytes(connection, run[k], out var bytes) || bytes.Length > MaxMergedBytes)
             {
-                // SignalR writes it as it is, and handles the failure as it always does.
-                WriteBuffered(connection, ref length, ref count, single);
-                Write(connection, message);
+                // Written as it is (SignalR handles a message it cannot serialize as it always does), after what is
+                // gathered.
+                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, out waiting))
+                {
+                    return k;
+                }
+                length = 0;
+                first = k + 1;
+                if (!Write(connection, run[k], logger, out waiting))
+                {
+                    return k + 1;
+                }
                 continue;
             }
             if (length + bytes.Length > MaxMergedBytes)
             {
-                WriteBuffered(connection, ref length, ref count, single);
+                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, out waiting))
+                {
+                    return k;
+                }
+                length = 0;
+                first = k;
             }
-            if (bytes.Length > MaxMergedBytes)
-            {
-                Write(connection, message);
-                continue;
-            }
-            if (_buffer.Length < length + bytes.Length)
-            {
-                Array.Resize(ref _buffer, Math.Min(MaxMergedBytes, Math.Max(_buffer.Length * 2, length + bytes.Length)));
-            }
-            bytes.Span.CopyTo(_buffer.AsSpan(length));
+            bytes.Span.CopyTo(buffer.AsSpan(length));
             length += bytes.Length;
-            single = count == 0 ? k : -1;
-            count++;
         }
-        WriteBuffered(connection, ref length, ref count, single);
+        WriteBuffered(connection, run[first..], buffer, length, logger, out waiting);
+        return run.Length;
     }
 
-    /// <summary>Writes the buffer's messages as one; a single one is written as it is.</summary>
-    private void WriteBuffered(HubConnectionContext connection, ref int length, ref int count, int single)
+    /// <summary>Writes the buffer's messages as one; a single one is written as it is. True when it completed at once.</summary>
+    private static bool WriteBuffered(
+        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> messages, byte[] buffer, int length, ILogger logger, out Task? waiting)
     {
-        if (count == 1)
+        waiting = null;
+        return messages.Length switch
         {
-            Write(connection, _messages[single].Message);
-        }
-        else if (count > 1)
+            0 => true,
+            1 => Write(connection, messages[0], logger, out waiting),
+            _ => Write(connection, new SerializedHubMessage([new SerializedMessage(connection.Protocol.Name, buffer.AsMemory(0, length))]), logger, out waiting),
+        };
+    }
+
+    /// <summary>The rest of a connection's messages, after its write that waits: each merged write waits for the one
+    /// before, so one buffer serves them all; it goes back to the pool at the end.</summary>
+    private static async Task WriteRestAsync(
+        HubConnectionContext connection, Task waiting, SerializedHubMessage[] rest, bool merge, byte[] buffer, ArrayPool<byte> buffers, ILogger logger)
+    {
+        try
         {
-            var merged = new SerializedHubMessage([new SerializedMessage(connection.Protocol.Name, _buffer.AsMemory(0, length))]);
-            if (!Write(connection, merged))
+            await waiting;
+            var from = 0;
+            while (from < rest.Length)
             {
-                // The write waits (for the connection's write lock, or a full pipe) and will copy from this buffer
-                // later: it keeps it, and the next writes take another one.
-                _buffer = new byte[_buffer.Length];
+                from += WriteRun(connection, rest.AsSpan(from), merge, buffer, logger, out var next);
+                if (next is not null)
+                {
+                    await next;
+                }
             }
         }
-        length = 0;
-        count = 0;
+        finally
+        {
+            buffers.Return(buffer);
+        }
     }
 
     private async ValueTask WaitAsync()
@@ -181,15 +257,16 @@ internal sealed class CoalescedWrites(ILogger logger)
         }
     }
 
-    /// <summary>Starts a write; true when it completed at once.</summary>
-    private bool Write(HubConnectionContext connection, SerializedHubMessage message)
+    /// <summary>Starts a write; true when it completed at once, else the write in <paramref name="waiting"/>.</summary>
+    private static bool Write(HubConnectionContext connection, SerializedHubMessage message, ILogger logger, out Task? waiting)
     {
         var write = WriteLoggedAsync(connection, message, logger, CancellationToken.None);
         if (write.IsCompletedSuccessfully)
         {
+            waiting = null;
             return true;
         }
-        (_writing ??= []).Add(write.AsTask());
+        waiting = write.AsTask();
         return false;
     }
 

@@ -74,20 +74,55 @@ public sealed class CoalescedWritesTests
     {
         var connection = new Connection(new JsonHubProtocol());
         var writes = new CoalescedWrites(NullLogger.Instance);
-        var padding = new string('x', 30 * 1024);
+        var padding = new string('x', (CoalescedWrites.MaxMergedBytes / 2) - 512);
 
         for (var i = 1; i <= 5; i++)
         {
             writes.Add(connection.Context, Message(i, padding));
         }
-        // 150 KiB is past the pipe's pause threshold: the flush waits for the transport to take it (the reader slows
-        // down with a slow connection), so the transport side reads meanwhile.
+        // The transport side reads meanwhile: should the writes pass the pipe's pause threshold, the flush waits for it.
         var received = connection.ReceivedAsync(5);
         await writes.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
 
-        // 30 KiB each: two fit under 64 KiB, so 5 messages take 3 writes.
+        // Just under half the limit each: two fit in one write, so 5 messages take 3 writes.
         Assert.Equal(3, connection.Writes);
         Assert.Equal("1,2,3,4,5", await received);
+    }
+
+    [Fact]
+    public async Task A_connection_whose_transport_is_full_gets_the_rest_merged_and_in_order_once_it_drains_without_holding_back_the_others()
+    {
+        var slow = new Connection(new JsonHubProtocol());
+        var fast = new Connection(new JsonHubProtocol());
+        var writes = new CoalescedWrites(NullLogger.Instance);
+        var padding = new string('x', (CoalescedWrites.MaxMergedBytes / 2) - 512);
+
+        // 20 messages of just under half the limit: 10 merged writes, about 160 KiB, past the pipe's pause threshold
+        // (64 KiB) while nobody reads the slow connection's transport.
+        for (var i = 1; i <= 20; i++)
+        {
+            writes.Add(slow.Context, Message(i, padding));
+            writes.Add(fast.Context, Message(100 + i));
+        }
+        var flush = writes.FlushAsync().AsTask();
+
+        // The other connection got everything in one write at once; the flush waits for the slow one.
+        Assert.Equal(1, fast.Writes);
+        Assert.Equal(string.Join(',', Enumerable.Range(101, 20)), await fast.ReceivedAsync(20));
+        Assert.False(flush.IsCompleted);
+        Assert.InRange(slow.Writes, 1, 9);
+
+        // Once its transport drains, the rest goes out, still merged two by two, in order.
+        Assert.Equal(string.Join(',', Enumerable.Range(1, 20)), await slow.ReceivedAsync(20));
+        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(10, slow.Writes);
+
+        // The next flush writes as before (the buffer that waited came back).
+        writes.Add(slow.Context, Message(21));
+        writes.Add(slow.Context, Message(22));
+        await writes.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(11, slow.Writes);
+        Assert.Equal("21,22", await slow.ReceivedAsync(2));
     }
 
     [Fact]
