@@ -74,8 +74,10 @@ internal static class IdempotentAppend
     /// stream, the others are node inboxes; last, the totals hash. ARGV: epoch, node, max length, inbox lifetime in ms, 1 to get the new ids
     /// back (else only how many entries were handled), entry count, then per entry: its channel, the sequence numbers
     /// of its first and last packet, force (1 = may jump over numbers Redis lost), its value (one packet or a batch);
-    /// last, the node's total it last saw (0: no check). Returns {-3, total, 0, total} when Redis holds a lower total
-    /// (nothing appended); every other answer but {-1, ...} carries the node's total after the call as a 4th element.
+    /// then the node's total it last saw (0: no check), and last, 1 when that total must be exactly Redis's (an append
+    /// sent while the one before it is still unanswered: <see cref="AppendOutcome.NotAfterPrevious"/>). Returns
+    /// {-3, total, 0, total} when Redis holds a lower total, {-4, total, 0, total} when an exact total differs (nothing
+    /// appended in either case); every other answer but {-1, ...} carries the node's total after the call as a 4th element.
     /// Returns {1, 0, handled} all in their streams; {-2, last, handled} the entry after those handled lacks its
     /// predecessors (last = its channel's last number in Redis); {-1, epoch, 0} Redis holds another epoch. handled is
     /// the number of entries handled, or when asked, one element per entry handled, in order: its new id, or '' when it
@@ -90,7 +92,13 @@ internal static class IdempotentAppend
         local tkey = KEYS[#KEYS]
         local total = tonumber(redis.call('HGET', tkey, node) or '0')
         local total_start = total
-        if total < tonumber(ARGV[#ARGV]) then
+        local expected = tonumber(ARGV[#ARGV - 1])
+        if ARGV[#ARGV] == '1' then
+          if total ~= expected then
+            if want_ids then return {-4, total, {}, total} end
+            return {-4, total, 0, total}
+          end
+        elseif total < expected then
           if want_ids then return {-3, total, {}, total} end
           return {-3, total, 0, total}
         end
@@ -165,10 +173,11 @@ internal static class IdempotentAppend
     /// <summary>Appends <paramref name="entries"/> in order, each only after its predecessor on its channel. A forced
     /// entry may jump over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
     /// <remarks>With <paramref name="wantIds"/> false only how many entries were handled comes back, not each new
-    /// entry's id (those are for traces).</remarks>
+    /// entry's id (those are for traces). With <paramref name="exact"/>, nothing is appended unless the node's total in
+    /// Redis is exactly <paramref name="expectedTotal"/> (<see cref="AppendOutcome.NotAfterPrevious"/>).</remarks>
     public static async Task<AppendResult> AppendAsync(
         IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength,
-        bool wantIds = true, long expectedTotal = 0)
+        bool wantIds = true, long expectedTotal = 0, bool exact = false)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
         var inboxes = new List<string>();
@@ -191,7 +200,7 @@ internal static class IdempotentAppend
         }
         keyList[^1] = keys.Totals;
 
-        var args = new RedisValue[7 + entries.Count * 5];
+        var args = new RedisValue[8 + entries.Count * 5];
         args[0] = epoch;
         args[1] = node;
         args[2] = maxLength;
@@ -207,7 +216,8 @@ internal static class IdempotentAppend
             args[i++] = entry.Force ? 1 : 0;
             args[i++] = entry.Value;
         }
-        args[i] = expectedTotal;
+        args[i++] = expectedTotal;
+        args[i] = exact ? 1 : 0;
 
         var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
         var outcome = (AppendOutcome)(int)reply[0];
@@ -216,7 +226,7 @@ internal static class IdempotentAppend
             return new AppendResult(outcome, 0, 0, []);
         }
         var total = (long)reply[3];
-        if (outcome == AppendOutcome.BehindElsewhere)
+        if (outcome is AppendOutcome.BehindElsewhere or AppendOutcome.NotAfterPrevious)
         {
             return new AppendResult(outcome, 0, 0, [], total);
         }
@@ -260,6 +270,12 @@ internal enum AppendOutcome
     /// lost some of this node's latest entries, on some channel (a replica promoted without them). Nothing was
     /// appended: the node repairs every channel first, so that no later packet overtakes a lost one.</summary>
     BehindElsewhere = -3,
+
+    /// <summary>The append was sent before the one ahead of it was answered, with the total Redis would hold had that
+    /// one been applied in full (<see cref="AppendResult.Total"/> is what it holds): it was not (it stopped short,
+    /// failed, or never ran), so nothing was appended, and the publisher sends this batch again once it has dealt with
+    /// the one ahead.</summary>
+    NotAfterPrevious = -4,
 }
 
 /// <summary>The script's answer: how many entries were handled (appended, or there already from an earlier attempt

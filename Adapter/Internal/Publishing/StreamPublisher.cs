@@ -8,7 +8,8 @@ namespace SignalR.RedisStreams.Internal;
 /// Appends this node's packets, in order: a send waits in the <see cref="Outbox"/> (at most <c>PublishTimeout</c>), the
 /// publish loop takes batches, routes each packet to its channel, appends them with <see cref="IdempotentAppend"/>,
 /// retries with backoff while Redis is away, and keeps what Redis confirmed in the <see cref="ReplayWindow"/> to repair
-/// a Redis that lost it.
+/// a Redis that lost it. Under load the next batch's append is sent before the answer to the one in flight, on the
+/// condition that the one in flight went in whole (<see cref="SendAheadAsync"/>).
 /// <para>Channels: a packet addressed to one node (a group change, an ack, a client-result invocation or answer) goes
 /// to that node's inbox stream; a send to connections goes to the inbox of the node that holds them (found in the
 /// <see cref="ConnectionRegistry"/>, one lookup per batch for the owners not cached yet; a send to connections of
@@ -41,12 +42,12 @@ internal sealed class StreamPublisher
     /// unless a batch made it larger than this.</summary>
     private const int ArenaKept = 1024 * 1024;
 
-    // Used by the publish loop only.
-    private StreamEntryFormat.PayloadWriter _arena = new();
+    // Used by the publish loop only. Two batches' states: the batch being confirmed, and the one sent ahead of its
+    // answer (see SendAheadAsync); _b is the one the routing and result code works on.
+    private readonly BatchState[] _states = [new(), new()];
+    private BatchState _b;
+    private Ahead? _ahead;
     private readonly StreamEntryFormat.PayloadWriter _batch = new();
-    private ReadOnlyMemory<byte>[] _sent = new ReadOnlyMemory<byte>[MaxBatch];
-    private readonly List<int> _entrySizes = [];
-    private readonly List<Append> _appends = new(MaxBatch);
     private readonly Dictionary<string, long> _numbered = new(StringComparer.Ordinal);
     private readonly Dictionary<string, long> _confirmed = new(StringComparer.Ordinal);
     private readonly HashSet<string> _forceNext = new(StringComparer.Ordinal);
@@ -68,12 +69,23 @@ internal sealed class StreamPublisher
         _readerPositioned = readerPositioned;
         _stopping = stopping;
         _outbox = new Outbox(node.Options.OutboxCapacity, node.Options.PublishTimeout, Expired);
+        _b = _states[0];
         _window = new ReplayWindow(node.Options.ReplayWindow, node.Options.MaxLength);
     }
 
     public int OutboxDepth => _outbox.Depth;
 
     public int ReplayWindowCount => _window.Count;
+
+    /// <summary>Appends sent ahead of the answer to the one before them, and how many of those Redis refused because
+    /// the one before did not go in whole (for tests and diagnostics).</summary>
+    internal long SentAhead => Interlocked.Read(ref _sentAhead);
+
+    /// <inheritdoc cref="SentAhead"/>
+    internal long AheadRefused => Interlocked.Read(ref _aheadRefused);
+
+    private long _sentAhead;
+    private long _aheadRefused;
 
     /// <summary>Appends a sequenced entry through the outbox and returns when it is in the stream. Throws
     /// <see cref="RedisStreamsPublishException"/> when it could not be handed to Redis within PublishTimeout, or the
@@ -247,33 +259,51 @@ internal sealed class StreamPublisher
     /// sends) until the outbox is closed and drained, or the node stops.</summary>
     public async Task RunAsync()
     {
-        var batch = new List<OutboxItem>(MaxBatch);
         try
         {
             // Publish once this node reads the stream, or, when the node stops before that, only to drain what is left.
             await Task.WhenAny(_readerPositioned, _outbox.Completion).WaitAsync(_stopping);
-            while (await _outbox.WaitToTakeAsync(_stopping))
+            while (true)
             {
-                batch.Clear();
-                _outbox.TakeBatch(batch, MaxBatch);
-                if (batch.Count > 0)
+                if (_ahead is { } ahead)
                 {
-                    await PublishBatchAsync(batch);
+                    // The batch sent ahead of the last one's answer is the next to confirm.
+                    _ahead = null;
+                    _b = ahead.State;
+                    await PublishBatchAsync(ahead);
+                    continue;
+                }
+                if (!await _outbox.WaitToTakeAsync(_stopping))
+                {
+                    break;
+                }
+                _b.Items.Clear();
+                _outbox.TakeBatch(_b.Items, MaxBatch);
+                if (_b.Items.Count > 0)
+                {
+                    await PublishBatchAsync(ahead: null);
                 }
             }
         }
         catch (OperationCanceledException) when (_stopping.IsCancellationRequested)
         {
         }
-        foreach (var item in batch)
+        foreach (var state in _states)
         {
-            item.Fail(new RedisStreamsPublishException("The node stopped before the packet was confirmed by Redis."));
+            foreach (var item in state.Items)
+            {
+                item.Fail(new RedisStreamsPublishException("The node stopped before the packet was confirmed by Redis."));
+            }
         }
     }
 
-    private async Task PublishBatchAsync(List<OutboxItem> batch)
+    /// <summary>Publishes the batch in <see cref="_b"/> until every packet of it is confirmed (retrying while Redis is
+    /// away), or the node stops. <paramref name="ahead"/>: the batch was routed and its append sent already, before the
+    /// batch ahead of it was answered (see <see cref="SendAheadAsync"/>).</summary>
+    private async Task PublishBatchAsync(Ahead? ahead)
     {
-        var routed = false;
+        var batch = _b.Items;
+        var routed = ahead is not null && ahead.Routed;
         var next = 0;
         var attempt = 0;
         while (true)
@@ -281,46 +311,67 @@ internal sealed class StreamPublisher
             List<(int Index, string Channel)>? forced = null;
             try
             {
-                if (!routed)
-                {
-                    await RouteAsync(batch);
-                    routed = true;
-                }
                 var db = _database();
-                // Every channel is repaired before anything new is appended, whichever way the loss was found: the
-                // restart reported (by the reader, maybe, which may have read the new epoch first), or an epoch other
-                // than the one the confirmed entries went to. Appending a new packet to one channel before another
-                // channel's older packets are back would put them after it in the merged order.
-                var epoch = await _epoch.CurrentAsync(_stopping);
-                while (Interlocked.Exchange(ref _checkChannels, 0) == 1 || (_confirmedEpoch is not null && _confirmedEpoch != epoch))
+                string epoch;
+                AppendResult result;
+                if (ahead is { Call: { } sent })
                 {
-                    try
+                    ahead = null;
+                    epoch = sent.Epoch;
+                    await SendAheadAsync(db, epoch, sent.TotalAfter);
+                    result = await sent.Call;
+                    if (result.Outcome == AppendOutcome.NotAfterPrevious)
                     {
-                        await RepairChannelsAsync(db, stuck: null);
+                        Interlocked.Increment(ref _aheadRefused);
+                        // The batch ahead of it did not go in in full: nothing of this one was appended. It goes the
+                        // ordinary way now, after the repairs and retries the one ahead needed.
+                        continue;
                     }
-                    catch
+                }
+                else
+                {
+                    ahead = null;
+                    if (!routed)
                     {
-                        Volatile.Write(ref _checkChannels, 1);
-                        throw;
+                        await RouteAsync(batch);
+                        routed = true;
                     }
-                    // Redis restarted again meanwhile (the repair's append found another epoch): repair again.
-                    _confirmedEpoch = epoch;
+                    // Every channel is repaired before anything new is appended, whichever way the loss was found:
+                    // the restart reported (by the reader, maybe, which may have read the new epoch first), or an
+                    // epoch other than the one the confirmed entries went to. Appending a new packet to one channel
+                    // before another channel's older packets are back would put them after it in the merged order.
                     epoch = await _epoch.CurrentAsync(_stopping);
-                }
-                if (next >= _appends.Count)
-                {
-                    break;
-                }
+                    while (Interlocked.Exchange(ref _checkChannels, 0) == 1 || (_confirmedEpoch is not null && _confirmedEpoch != epoch))
+                    {
+                        try
+                        {
+                            await RepairChannelsAsync(db, stuck: null);
+                        }
+                        catch
+                        {
+                            Volatile.Write(ref _checkChannels, 1);
+                            throw;
+                        }
+                        // Redis restarted again meanwhile (the repair's append found another epoch): repair again.
+                        _confirmedEpoch = epoch;
+                        epoch = await _epoch.CurrentAsync(_stopping);
+                    }
+                    if (next >= _b.Appends.Count)
+                    {
+                        break;
+                    }
 
-                var entries = BuildEntries(next, out forced);
-                // The new entries' ids are only wanted for traces.
-                var traced = false;
-                for (var i = next; i < _appends.Count && !traced; i++)
-                {
-                    traced = _appends[i].Item.Activity is not null;
+                    var entries = BuildEntries(next, out forced);
+                    var call = IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength,
+                        wantIds: Traced(next), expectedTotal: _expectedTotal);
+                    // A whole fresh batch after a known total: what Redis will hold once it is in is known, and the
+                    // next batch can be sent before its answer.
+                    if (next == 0 && attempt == 0 && forced is null && _expectedTotal > 0)
+                    {
+                        await SendAheadAsync(db, epoch, _expectedTotal + Packets(entries));
+                    }
+                    result = await call;
                 }
-                var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength, wantIds: traced,
-                    expectedTotal: _expectedTotal);
                 if (result.Outcome == AppendOutcome.BehindElsewhere)
                 {
                     // Redis lost some of this node's latest entries on some channel (a replica promoted without them):
@@ -342,12 +393,12 @@ internal sealed class StreamPublisher
                 for (var k = 0; k < result.Handled; k++)
                 {
                     var id = result.EntryIds?[k];
-                    for (var n = _entrySizes[k]; n > 0; n--)
+                    for (var n = _b.EntrySizes[k]; n > 0; n--)
                     {
-                        var append = _appends[next++];
+                        var append = _b.Appends[next++];
                         var item = append.Item;
                         // The window keeps the packet's bytes inside the entry sent (no copy of its own per packet).
-                        _window.Add(new PublishedEntry(append.Entry.Sequence, _sent[next - 1], now, item.Activity?.Context ?? default, append.Channel));
+                        _window.Add(new PublishedEntry(append.Entry.Sequence, _b.Sent[next - 1], now, item.Activity?.Context ?? default, append.Channel));
                         _confirmed[append.Channel] = append.Entry.Sequence;
                         item.Activity?.SetTag("messaging.message.id", id);
                         if (--item.PartsLeft == 0)
@@ -380,7 +431,7 @@ internal sealed class StreamPublisher
                     // Redis lost entries of this channel (a replica promoted without them, say): it may have lost
                     // some of the other channels too, and they are all put back, in their first order, before the
                     // stuck entry and anything after it.
-                    var stuck = _appends[next];
+                    var stuck = _b.Appends[next];
                     await RepairChannelsAsync(db, (stuck.Channel, new ChannelLoss(result.LastSequence, stuck.Entry.Sequence)));
                 }
                 if (attempt > 0)
@@ -398,7 +449,7 @@ internal sealed class StreamPublisher
                 }
                 attempt++;
                 var delay = Retry.Backoff(attempt);
-                var waiting = routed ? _appends.Count - next : batch.Count;
+                var waiting = routed ? _b.Appends.Count - next : batch.Count;
                 Log.PublishFailed(_node.Logger, ex, waiting, attempt, (int)delay.TotalMilliseconds);
                 _node.Instruments.PublishRetries.Add(waiting);
                 foreach (var item in batch)
@@ -418,28 +469,107 @@ internal sealed class StreamPublisher
         }
     }
 
-    /// <summary>The stream entries for <c>_appends[next..]</c>: each run of consecutive packets to the same channel
-    /// becomes one entry (a batch, at most <see cref="MaxPacketsPerEntry"/>); <c>_entrySizes</c> gets each entry's packet
+    /// <summary>Sends the next batch's append before the answer to the one in flight (which Redis, once it applied it
+    /// in full, leaves at <paramref name="totalAfter"/> as this node's total), so the round trip of one batch overlaps
+    /// the next instead of being paid one batch after the other. The call asks for that exact total: should the one
+    /// ahead stop short (a lost predecessor, another epoch, an error, a connection lost before it ran), Redis appends
+    /// nothing of this one (<see cref="AppendOutcome.NotAfterPrevious"/>), and it is sent again the ordinary way once
+    /// the one ahead is dealt with, so nothing overtakes a packet sent before it. Only one batch is ahead at a time, and
+    /// none while a channel is to be repaired or forced past a hole.</summary>
+    private async Task SendAheadAsync(IDatabase db, string epoch, long totalAfter)
+    {
+        if (_ahead is not null || _forceNext.Count > 0 || Volatile.Read(ref _checkChannels) == 1 || !db.Multiplexer.IsConnected)
+        {
+            return;
+        }
+        var state = _states[0] == _b ? _states[1] : _states[0];
+        state.Items.Clear();
+        _outbox.TakeBatch(state.Items, MaxBatch);
+        if (state.Items.Count == 0)
+        {
+            return;
+        }
+        // From here the batch is the loop's to publish, whatever happens below.
+        var ahead = _ahead = new Ahead(state);
+        var current = _b;
+        _b = state;
+        try
+        {
+            try
+            {
+                await RouteAsync(state.Items);
+            }
+            catch (Exception ex) when (ex is not OperationCanceledException)
+            {
+                // An owner lookup failed: nothing is numbered yet, and the batch is routed again when its turn comes.
+                return;
+            }
+            ahead.Routed = true;
+            var entries = BuildEntries(0, out var forced);
+            if (forced is not null)
+            {
+                return; // cannot happen (nothing to force, checked above); the ordinary way handles it if it does
+            }
+            var totalAfterThis = totalAfter + Packets(entries);
+            Interlocked.Increment(ref _sentAhead);
+            ahead.Call = new AheadCall(
+                IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength,
+                    wantIds: Traced(0), expectedTotal: totalAfter, exact: true),
+                epoch, totalAfterThis);
+        }
+        finally
+        {
+            _b = current;
+        }
+    }
+
+    /// <summary>Packets in <paramref name="entries"/>: what a node's total grows by when they all go in (none forced).</summary>
+    private static long Packets(List<PendingAppend> entries)
+    {
+        long packets = 0;
+        foreach (var entry in entries)
+        {
+            packets += entry.LastSequence - entry.FirstSequence + 1;
+        }
+        return packets;
+    }
+
+    /// <summary>Whether a packet from <c>_b.Appends[next..]</c> is traced: the new entries' ids are only wanted for
+    /// traces.</summary>
+    private bool Traced(int next)
+    {
+        for (var i = next; i < _b.Appends.Count; i++)
+        {
+            if (_b.Appends[i].Item.Activity is not null)
+            {
+                return true;
+            }
+        }
+        return false;
+    }
+
+    /// <summary>The stream entries for <c>_b.Appends[next..]</c>: each run of consecutive packets to the same channel
+    /// becomes one entry (a batch, at most <see cref="MaxPacketsPerEntry"/>); <c>_b.EntrySizes</c> gets each entry's packet
     /// count. The first entry of a channel whose next append must jump over a hole is forced.</summary>
     private List<PendingAppend> BuildEntries(int next, out List<(int Index, string Channel)>? forced)
     {
         forced = null;
         var entries = new List<PendingAppend>();
-        _entrySizes.Clear();
+        _b.EntrySizes.Clear();
         var i = next;
-        while (i < _appends.Count)
+        while (i < _b.Appends.Count)
         {
-            var channel = _appends[i].Channel;
-            var j = EndOfEntry(_appends, i, static a => (a.Channel, a.Packet.Length, false));
+            var channel = _b.Appends[i].Channel;
+            var j = EndOfEntry(_b.Appends, i, static a => (a.Channel, a.Packet.Length, false));
             var force = _forceNext.Count > 0 && _forceNext.Remove(channel);
             if (force)
             {
                 (forced ??= []).Add((entries.Count, channel));
             }
             // The packets are in the arena, which the next batch writes over: an entry of one packet gets a copy.
-            var value = StreamEntryFormat.EncodeBatch(_appends, i, j - i, static a => a.Packet, _batch, _sent.AsSpan(i, j - i), copySingle: true);
-            entries.Add(new PendingAppend(_appends[i].Entry.Sequence, _appends[j - 1].Entry.Sequence, value, force, channel));
-            _entrySizes.Add(j - i);
+            var value = StreamEntryFormat.EncodeBatch(_b.Appends, i, j - i, static a => a.Packet, _batch, _b.Sent.AsSpan(i, j - i), copySingle: true);
+            entries.Add(new PendingAppend(_b.Appends[i].Entry.Sequence, _b.Appends[j - 1].Entry.Sequence, value, force, channel));
+            _b.EntrySizes.Add(j - i);
             i = j;
         }
         return entries;
@@ -489,12 +619,12 @@ internal sealed class StreamPublisher
             await _registry.LookUpAsync(_unknownOwners);
         }
 
-        _appends.Clear();
-        if (_arena.Capacity > ArenaKept)
+        _b.Appends.Clear();
+        if (_b.Arena.Capacity > ArenaKept)
         {
-            _arena = new StreamEntryFormat.PayloadWriter();
+            _b.Arena = new StreamEntryFormat.PayloadWriter();
         }
-        _arena.Reset();
+        _b.Arena.Reset();
         foreach (var item in batch)
         {
             var entry = item.Entry;
@@ -521,23 +651,23 @@ internal sealed class StreamPublisher
     private void GroupInboxRuns()
     {
         var start = 0;
-        while (start < _appends.Count)
+        while (start < _b.Appends.Count)
         {
-            if (_appends[start].Channel.Length == 0)
+            if (_b.Appends[start].Channel.Length == 0)
             {
                 start++;
                 continue;
             }
             var end = start;
             var mixed = false;
-            while (end < _appends.Count && _appends[end].Channel.Length > 0)
+            while (end < _b.Appends.Count && _b.Appends[end].Channel.Length > 0)
             {
-                mixed |= _appends[end].Channel != _appends[start].Channel;
+                mixed |= _b.Appends[end].Channel != _b.Appends[start].Channel;
                 end++;
             }
             if (mixed)
             {
-                var run = _appends.GetRange(start, end - start);
+                var run = _b.Appends.GetRange(start, end - start);
                 var order = run.Select(a => a.Channel).Distinct().ToList();
                 var k = start;
                 foreach (var channel in order)
@@ -546,7 +676,7 @@ internal sealed class StreamPublisher
                     {
                         if (append.Channel == channel)
                         {
-                            _appends[k++] = append;
+                            _b.Appends[k++] = append;
                         }
                     }
                 }
@@ -610,12 +740,12 @@ internal sealed class StreamPublisher
         {
             item.Activity?.SetTag("messaging.destination.name", (string?)_node.Keys.Inbox(channel));
         }
-        var start = _arena.Length;
-        StreamEntryFormat.WritePacket(entry, _arena);
-        _appends.Add(new Append(item, entry, channel, _arena.WrittenSince(start)));
-        if (_sent.Length < _appends.Count)
+        var start = _b.Arena.Length;
+        StreamEntryFormat.WritePacket(entry, _b.Arena);
+        _b.Appends.Add(new Append(item, entry, channel, _b.Arena.WrittenSince(start)));
+        if (_b.Sent.Length < _b.Appends.Count)
         {
-            Array.Resize(ref _sent, _sent.Length * 2);
+            Array.Resize(ref _b.Sent, _b.Sent.Length * 2);
         }
     }
 
@@ -723,6 +853,29 @@ internal sealed class StreamPublisher
             }
         }
     }
+
+    /// <summary>One batch's packets from the outbox, as routed (<see cref="Appends"/>, their bytes in
+    /// <see cref="Arena"/>), and, for its current append call, the slices each packet has in the entries sent
+    /// (<see cref="Sent"/>) and each entry's packet count (<see cref="EntrySizes"/>).</summary>
+    private sealed class BatchState
+    {
+        public readonly List<OutboxItem> Items = new(MaxBatch);
+        public readonly List<Append> Appends = new(MaxBatch);
+        public readonly List<int> EntrySizes = [];
+        public StreamEntryFormat.PayloadWriter Arena = new();
+        public ReadOnlyMemory<byte>[] Sent = new ReadOnlyMemory<byte>[MaxBatch];
+    }
+
+    /// <summary>A batch taken while the one before it was in flight: routed or not yet, and its append sent or not.</summary>
+    private sealed class Ahead(BatchState state)
+    {
+        public BatchState State { get; } = state;
+        public bool Routed { get; set; }
+        public AheadCall? Call { get; set; }
+    }
+
+    /// <summary>An append sent ahead: its call, the epoch it was sent for, and the node's total once it is in.</summary>
+    private sealed record AheadCall(Task<AppendResult> Call, string Epoch, long TotalAfter);
 
     /// <summary>One entry to append: the packet it comes from, the entry (numbered on its channel), its channel ("" for
     /// the shared stream, else the node whose inbox it goes to) and its encoded packet (in the batch's buffer).</summary>

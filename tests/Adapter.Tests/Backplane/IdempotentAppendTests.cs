@@ -132,6 +132,34 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     }
 
     [Fact]
+    public async Task An_append_sent_before_the_one_ahead_was_answered_goes_in_only_after_that_one_went_in_in_full()
+    {
+        var first = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(1, 2), maxLength: 1000, wantIds: false);
+        Assert.Equal(2, first.Total);
+
+        // Both sent at once, in order, as the publisher does: the one ahead (3, 4) stops short at 5 (its predecessor is
+        // missing), so the one behind it, which asks for the total it would have left (2 + 3 packets), is refused whole,
+        // although its own numbers would follow what went in.
+        var ahead = IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(3, 4, 6), maxLength: 1000, wantIds: false, expectedTotal: 2);
+        var behind = IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(5), maxLength: 1000, wantIds: false, expectedTotal: 5, exact: true);
+        Assert.Equal((AppendOutcome.SequenceMissing, 2, 4L), ((await ahead).Outcome, (await ahead).Handled, (await ahead).LastSequence));
+        Assert.Equal((AppendOutcome.NotAfterPrevious, 0, 4L), ((await behind).Outcome, (await behind).Handled, (await behind).Total));
+        Assert.Equal(["1", "2", "3", "4"], await SequencesInStreamAsync());
+
+        // Both sent at once again, the one ahead going in in full: the one behind follows it.
+        ahead = IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(5, 6), maxLength: 1000, wantIds: false, expectedTotal: 4);
+        behind = IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(7, 8), maxLength: 1000, wantIds: false, expectedTotal: 6, exact: true);
+        Assert.Equal((AppendOutcome.Appended, 6L), ((await ahead).Outcome, (await ahead).Total));
+        Assert.Equal((AppendOutcome.Appended, 2, 8L), ((await behind).Outcome, (await behind).Handled, (await behind).Total));
+        Assert.Equal(["1", "2", "3", "4", "5", "6", "7", "8"], await SequencesInStreamAsync());
+
+        // A total above what the call asks is refused as well (an exact check, not a lower bound).
+        var stale = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(9), maxLength: 1000, wantIds: true, expectedTotal: 7, exact: true);
+        Assert.Equal((AppendOutcome.NotAfterPrevious, 0, 8L), (stale.Outcome, stale.Handled, stale.Total));
+        Assert.Equal(8, (long)await Db.HashGetAsync(_keys.Sequences, "node"));
+    }
+
+    [Fact]
     public async Task Each_channel_has_its_own_stream_and_numbering_and_only_inboxes_expire()
     {
         var result = await AppendAsync(
