@@ -17,6 +17,17 @@ internal sealed class TrafficWorker(IOptions<TrafficOptions> options, DeliveryLe
 
     private readonly TrafficOptions _options = options.Value;
 
+    // Users connect one at a time, so that each sees the nodes the others are pinned to: connecting together at the
+    // start, two of them could both find no one pinned yet and land on the same node, leaving another node without a
+    // user (seen on a loaded machine).
+    private readonly SemaphoreSlim _connecting = new(1, 1);
+
+    public override void Dispose()
+    {
+        _connecting.Dispose();
+        base.Dispose();
+    }
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         TrafficLog.Started(logger, _options.Rate, _options.Room, users.All.Count, _options.BalancerUrl!);
@@ -47,7 +58,15 @@ internal sealed class TrafficWorker(IOptions<TrafficOptions> options, DeliveryLe
             Task<string> closed;
             try
             {
-                closed = await user.ConnectAsync(users.NodesOfOthers(user), stoppingToken);
+                await _connecting.WaitAsync(stoppingToken);
+                try
+                {
+                    closed = await user.ConnectAsync(users.NodesOfOthers(user), stoppingToken);
+                }
+                finally
+                {
+                    _connecting.Release();
+                }
             }
             catch (Exception ex) when (ex is not OperationCanceledException || !stoppingToken.IsCancellationRequested)
             {
