@@ -6,7 +6,8 @@ namespace SignalR.RedisStreams.Internal;
 
 /// <summary>
 /// Reads the node's two streams, its own inbox and the shared stream, on the node's dedicated connection: one XREAD
-/// of both without BLOCK, and a blocking XREAD of one entry to wait when there was nothing. Positions itself at a concrete id (<see cref="StartPosition"/>; the inbox of a fresh node from its
+/// of both without BLOCK, and a blocking XREAD of one entry to wait when there was nothing (at low traffic, at once:
+/// <see cref="QuietGapMs"/>). Positions itself at a concrete id (<see cref="StartPosition"/>; the inbox of a fresh node from its
 /// start), keeps a cursor per stream, resumes after the last id it processed after any error (with backoff) and from
 /// the new streams' start after Redis restarted empty; decodes each entry (malformed ones are logged and skipped),
 /// drops duplicates and reports gaps per stream and sender (<see cref="SequenceTracker"/>), measures lag, and hands
@@ -37,6 +38,17 @@ internal sealed class StreamReadLoop
     private readonly StringCache _strings = new();
     private readonly HeldWrites _held;
     private int _replyPackets; // packets in the XREAD reply being handled
+    private int _replyEntries; // entries in the XREAD reply being handled
+    private long _lastEntryMs; // the id time (Redis's clock) of the last entry handled, 0 before the first
+
+    // Whether the next read waits at once, without first looking for more (see QuietGapMs). Used by the loop only.
+    private bool _quiet;
+
+    /// <summary>A wait that brought one entry (of fewer than <see cref="HeldWrites.BusyReplyPackets"/> packets) at least
+    /// this long (in entry ids, Redis's clock) after the one before means low traffic: the reader then waits for the next entry at once, instead of first reading without BLOCK,
+    /// which would almost always find nothing (one XREAD round trip per entry and node saved at, say, 100 messages a
+    /// second). Under load entries are well under a millisecond apart, and the reader reads without BLOCK as before.</summary>
+    private const long QuietGapMs = 5;
     private RedisValue[] _pairs = new RedisValue[16];
     private readonly List<ReadOnlyMemory<byte>> _packets = [];
     private readonly TaskCompletionSource _positioned = new(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -150,15 +162,31 @@ internal sealed class StreamReadLoop
                     _readCount = _node.Options.ReadCount;
                 }
                 var count = _readCount;
-                var result = await _held.WhileReadingAsync(
-                    db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
-                if (result.IsNull)
+                RedisResult result;
+                var blocked = _quiet;
+                if (blocked)
                 {
-                    // Nothing more to read now: what is held goes out before the reader waits.
+                    // The streams were quiet before the last entry (or the last wait timed out): the read that would
+                    // look for more right after it almost always finds nothing, so the reader waits at once. Should
+                    // more be there after all, the blocking read answers at once too, with the earliest of it.
                     await _held.FlushAsync();
                     count = 1;
                     result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 }
+                else
+                {
+                    result = await _held.WhileReadingAsync(
+                        db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
+                    if (result.IsNull)
+                    {
+                        // Nothing more to read now: what is held goes out before the reader waits.
+                        await _held.FlushAsync();
+                        count = 1;
+                        blocked = true;
+                        result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
+                    }
+                }
+                _quiet = blocked && result.IsNull;
                 if (attempt > 0)
                 {
                     Log.ReadRecovered(_node.Logger, _node.Keys.StreamName, attempt, _cursor);
@@ -168,6 +196,8 @@ internal sealed class StreamReadLoop
                 Volatile.Write(ref _lastReadOk, Stopwatch.GetTimestamp());
                 if (!result.IsNull)
                 {
+                    var before = _lastEntryMs;
+                    _replyEntries = 0;
                     _replyPackets = 0;
                     _held.BeginReply();
                     var handled = false;
@@ -182,6 +212,10 @@ internal sealed class StreamReadLoop
                         // with the next replies' when the node is busy.
                         await _held.EndReplyAsync(_replyPackets, handled);
                     }
+                    // A lone entry, not busy, that a wait brought after a quiet spell in Redis's own clock (entry
+                    // ids): low traffic; the next read waits at once.
+                    _quiet = blocked && _replyEntries == 1 && _replyPackets < HeldWrites.BusyReplyPackets
+                        && before > 0 && _lastEntryMs - before >= QuietGapMs;
                     if (count == _readCount && _readCount < _node.Options.ReadCount)
                     {
                         _readCount = Math.Min(_node.Options.ReadCount, _readCount * 2);
@@ -352,9 +386,11 @@ internal sealed class StreamReadLoop
         }
 
         var parsed = StreamId.TryParse(id, out var entryId);
+        _replyEntries++;
         if (parsed)
         {
             RecordLag(entryId);
+            _lastEntryMs = Math.Max(_lastEntryMs, entryId.Milliseconds);
         }
         var positions = parsed && _node.Options.ConnectionStateRecovery;
         string? heard = null;
