@@ -330,7 +330,6 @@ internal sealed class StreamPublisher
                 }
                 else
                 {
-                    ahead = null;
                     if (!routed)
                     {
                         await RouteAsync(batch);
@@ -366,9 +365,11 @@ internal sealed class StreamPublisher
                         wantIds: Traced(next), expectedTotal: _expectedTotal);
                     // A whole fresh batch after a known total: what Redis will hold once it is in is known, and the
                     // next batch can be sent before its answer.
+                    // (Each append is one packet numbered on its channel, so a batch that goes in whole adds as many
+                    // to the total as it has appends.)
                     if (next == 0 && attempt == 0 && forced is null && _expectedTotal > 0)
                     {
-                        await SendAheadAsync(db, epoch, _expectedTotal + Packets(entries));
+                        await SendAheadAsync(db, epoch, _expectedTotal + _b.Appends.Count);
                     }
                     result = await call;
                 }
@@ -505,33 +506,18 @@ internal sealed class StreamPublisher
                 return;
             }
             ahead.Routed = true;
-            var entries = BuildEntries(0, out var forced);
-            if (forced is not null)
-            {
-                return; // cannot happen (nothing to force, checked above); the ordinary way handles it if it does
-            }
-            var totalAfterThis = totalAfter + Packets(entries);
+            // Nothing is forced: no channel was waiting to be (checked above), and only this loop adds one.
+            var entries = BuildEntries(0, out _);
             Interlocked.Increment(ref _sentAhead);
             ahead.Call = new AheadCall(
                 IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength,
                     wantIds: Traced(0), expectedTotal: totalAfter, exact: true),
-                epoch, totalAfterThis);
+                epoch, totalAfter + state.Appends.Count);
         }
         finally
         {
             _b = current;
         }
-    }
-
-    /// <summary>Packets in <paramref name="entries"/>: what a node's total grows by when they all go in (none forced).</summary>
-    private static long Packets(List<PendingAppend> entries)
-    {
-        long packets = 0;
-        foreach (var entry in entries)
-        {
-            packets += entry.LastSequence - entry.FirstSequence + 1;
-        }
-        return packets;
     }
 
     /// <summary>Whether a packet from <c>_b.Appends[next..]</c> is traced: the new entries' ids are only wanted for

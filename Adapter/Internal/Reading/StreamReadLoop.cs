@@ -162,30 +162,21 @@ internal sealed class StreamReadLoop
                     _readCount = _node.Options.ReadCount;
                 }
                 var count = _readCount;
-                RedisResult result;
-                var blocked = _quiet;
+                // When the streams were quiet before the last entry (or the last wait timed out), the read that would
+                // look for more right after it almost always finds nothing, so the reader waits at once. Should more
+                // be there after all, the blocking read answers at once too, with the earliest of it.
+                var looked = _quiet ? null : await _held.WhileReadingAsync(
+                    db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
+                var blocked = looked is null || looked.IsNull;
                 if (blocked)
                 {
-                    // The streams were quiet before the last entry (or the last wait timed out): the read that would
-                    // look for more right after it almost always finds nothing, so the reader waits at once. Should
-                    // more be there after all, the blocking read answers at once too, with the earliest of it.
+                    // Nothing more to read now: what is held goes out before the reader waits.
                     await _held.FlushAsync();
                     count = 1;
-                    result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
                 }
-                else
-                {
-                    result = await _held.WhileReadingAsync(
-                        db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
-                    if (result.IsNull)
-                    {
-                        // Nothing more to read now: what is held goes out before the reader waits.
-                        await _held.FlushAsync();
-                        count = 1;
-                        blocked = true;
-                        result = await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor);
-                    }
-                }
+                var result = blocked
+                    ? await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor)
+                    : looked!;
                 _quiet = blocked && result.IsNull;
                 if (attempt > 0)
                 {
