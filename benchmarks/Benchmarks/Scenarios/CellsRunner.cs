@@ -21,7 +21,10 @@ internal sealed class CellDeployment
     /// all on one).</param>
     /// <param name="settings">Group size and windows.</param>
     /// <param name="cells">The cells it will run: <see cref="JoinGroupsAsync"/> joins only the groups those use.</param>
-    public CellDeployment(Subject subject, Cluster cluster, CellsSettings settings, IReadOnlyCollection<Cell> cells)
+    /// <param name="addressed">How many clients the direct and one-node group cells address, spread evenly over the
+    /// servers other than server 0 (the sweep keeps it the same at every node count); null: every client of those
+    /// servers.</param>
+    public CellDeployment(Subject subject, Cluster cluster, CellsSettings settings, IReadOnlyCollection<Cell> cells, int? addressed = null)
     {
         Subject = subject;
         Cluster = cluster;
@@ -43,17 +46,53 @@ internal sealed class CellDeployment
         GroupSizes = [.. Enumerable.Range(0, GroupCount).Select(g => GroupOf.Count(x => x == g))];
         GroupProxies = [.. Enumerable.Range(0, GroupCount).Select(g => hub.Clients.Group(GroupName("g", g)))];
 
-        // Groups on one server each: the clients of every server but server 0 (the sender), in blocks of GroupSize in
-        // the order they connected. None with a single server.
-        var groupsPerServer = (settings.ClientsPerServer + settings.GroupSize - 1) / settings.GroupSize;
-        LocalGroupOf = [.. clients.Select((c, i) => c.Node == 0 ? -1 : ((c.Node - 1) * groupsPerServer) + (i % settings.ClientsPerServer / settings.GroupSize))];
-        var localGroupCount = LocalGroupOf.DefaultIfEmpty(-1).Max() + 1;
+        // Groups on one server each, on the servers other than server 0 (the sender), each a block of GroupSize of one
+        // server's clients in the order they connected: every such client when addressed is null; else addressed /
+        // GroupSize groups dealt to those servers in turn, so that the same groups of the same size exist at every node
+        // count. None with a single server.
+        LocalGroupOf = [.. Enumerable.Repeat(-1, clients.Count)];
+        var localGroupCount = 0;
+        // (The ceiling's single server and the publish path's client-less node have none.)
+        if (cluster.Nodes.Count > 1 && clients.Count > 0)
+        {
+            var others = cluster.Nodes.Count - 1;
+            var groupsPerServer = (settings.ClientsPerServer + settings.GroupSize - 1) / settings.GroupSize;
+            localGroupCount = addressed is { } a ? Math.Max(1, a / settings.GroupSize) : others * groupsPerServer;
+            for (var g = 0; g < localGroupCount; g++)
+            {
+                // Group g: the (g / others)-th block of server 1 + g % others.
+                var server = 1 + (g % others);
+                var first = (server * settings.ClientsPerServer) + (g / others * settings.GroupSize);
+                var last = Math.Min(first + settings.GroupSize, Math.Min(clients.Count, (server + 1) * settings.ClientsPerServer));
+                if (first >= last)
+                {
+                    throw new InvalidOperationException($"{localGroupCount} groups of {settings.GroupSize} do not fit on servers 1 to {others} of {settings.ClientsPerServer} clients each.");
+                }
+
+                for (var i = first; i < last; i++)
+                {
+                    LocalGroupOf[i] = g;
+                }
+            }
+        }
+
         LocalGroupSizes = [.. Enumerable.Range(0, localGroupCount).Select(g => LocalGroupOf.Count(x => x == g))];
         LocalGroupProxies = [.. Enumerable.Range(0, localGroupCount).Select(g => hub.Clients.Group(GroupName("l", g)))];
 
-        // Direct targets: the clients of the servers other than server 0. The ceiling has one server: it sends to
-        // the same number of clients (the same indices), all local.
+        // Direct targets: the clients of the servers other than server 0, or the first addressed / (servers - 1) of
+        // each of them. The ceiling has one server: it sends to the same number of clients (the same indices), all local.
         var targets = Enumerable.Range(0, clients.Count).Where(i => i >= settings.ClientsPerServer).ToArray();
+        if (addressed is { } count && cluster.Nodes.Count > 1)
+        {
+            var perServer = count / (cluster.Nodes.Count - 1);
+            if (perServer < 1 || perServer > settings.ClientsPerServer)
+            {
+                throw new InvalidOperationException($"{count} addressed clients do not spread over servers 1 to {settings.Servers - 1} of {settings.ClientsPerServer} clients each.");
+            }
+
+            targets = [.. targets.Where(i => i % settings.ClientsPerServer < perServer)];
+        }
+
         DirectResidue = [.. Enumerable.Repeat(-1, clients.Count)];
         for (var r = 0; r < targets.Length; r++)
         {

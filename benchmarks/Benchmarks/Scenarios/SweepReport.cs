@@ -35,13 +35,16 @@ internal static class SweepReport
         text.AppendLine("The cells (**unit: deliveries/s**: messages received by clients per second, from the first send to the last arrival):");
         text.AppendLine();
         text.AppendLine(
-            $"- **{Cell.Direct.SweepTitle()}**: `Clients.Client(id)` round-robin over the clients of nodes 1 … N−1 " +
-            $"({settings.TotalClients} − {settings.TotalClients} / N of them). One delivery per send: deliveries/s = sends/s.");
+            $"- **{Cell.Direct.SweepTitle()}**: `Clients.Client(id)` round-robin over the same number of clients at every node count, " +
+            $"{settings.Addressed}, spread evenly over nodes 1 … N−1 (" +
+            string.Join(", ", nodeCounts.Select(n => string.Create(CultureInfo.InvariantCulture, $"{settings.Addressed / (n - 1)} per node at {n} nodes"))) +
+            "): the sends are the same, only the number of nodes they cross changes. (Addressing every client of nodes 1 … N−1 instead " +
+            "would spread them over more connections as nodes are added, each connection's writes carrying fewer messages.) " +
+            "One delivery per send: deliveries/s = sends/s.");
         text.AppendLine(
-            $"- **{Cell.LocalGroups.SweepTitle()}**: the clients of nodes 1 … N−1 in groups of {run.GroupSize}, each group's members " +
-            $"all on the same node (consecutive clients of that node), so never on the sender's; " +
-            string.Join(", ", nodeCounts.Select(n => string.Create(CultureInfo.InvariantCulture, $"{LocalGroups(settings, n)} groups at {n} nodes"))) +
-            $". {run.GroupSize} deliveries per send.");
+            $"- **{Cell.LocalGroups.SweepTitle()}**: {LocalGroups(settings)} groups of {run.GroupSize} at every node count, each group's " +
+            "members all on the same node (consecutive clients of that node), never the sender's; the groups are dealt to nodes 1 … N−1 " +
+            $"in turn. {run.GroupSize} deliveries per send.");
         text.AppendLine(
             $"- **{Cell.Groups.SweepTitle()}**: as the cells' group cell: {settings.TotalClients / run.GroupSize} groups of {run.GroupSize}, " +
             $"client *i* in group *i* mod {settings.TotalClients / run.GroupSize}, so " +
@@ -109,11 +112,7 @@ internal static class SweepReport
         => Stats.Median(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == subject && !r.Run.Warmup).Select(r => metric(r.Run)));
 
     /// <summary>Groups of the one-node cell at <paramref name="nodes"/> nodes (as <see cref="CellDeployment"/> forms them).</summary>
-    private static int LocalGroups(SweepSettings settings, int nodes)
-    {
-        var perNode = settings.TotalClients / nodes;
-        return (nodes - 1) * ((perNode + settings.Run.GroupSize - 1) / settings.Run.GroupSize);
-    }
+    private static int LocalGroups(SweepSettings settings) => Math.Max(1, settings.Addressed / settings.Run.GroupSize);
 
     /// <summary>The fewest nodes any group of the spread cell has members on, at <paramref name="nodes"/> nodes.</summary>
     private static int SpreadNodes(SweepSettings settings, int nodes)

@@ -34,13 +34,21 @@ internal sealed record SweepSettings(IReadOnlyList<int> NodeCounts, int TotalCli
     /// per run, no warm-up.</summary>
     public static SweepSettings Smoke { get; } = new([2, 3], 24, CellsSettings.Smoke with { GroupSize = 4 });
 
+    /// <summary>How many clients the direct and one-node group cells address at every node count: all the clients of
+    /// the non-sending nodes at the smallest node count (150 of 300 at 2 nodes), spread evenly over the non-sending
+    /// nodes at the others. With every client of the other nodes addressed instead, a larger node count would spread the
+    /// same sends over more connections (150, 200 and 250), each connection's writes carrying fewer messages, and that
+    /// would be measured as a cost of the node count.</summary>
+    public int Addressed => TotalClients / NodeCounts.Min();
+
     /// <summary>The run parameters at <paramref name="nodes"/> servers.</summary>
     public CellsSettings At(int nodes)
     {
-        if (nodes < 2 || TotalClients % nodes != 0 || TotalClients / nodes < Run.GroupSize)
+        if (nodes < 2 || TotalClients % nodes != 0 || TotalClients / nodes < Run.GroupSize || Addressed % (nodes - 1) != 0)
         {
             throw new InvalidOperationException(
-                $"The sweep needs at least 2 nodes, {TotalClients} clients divisible by the node count and at least a group of {Run.GroupSize} per node; got {nodes} nodes.");
+                $"The sweep needs at least 2 nodes, {TotalClients} clients divisible by the node count, at least a group of {Run.GroupSize} per node " +
+                $"and its {Addressed} addressed clients divisible by the node count less one; got {nodes} nodes.");
         }
 
         return Run with { Servers = nodes, ClientsPerServer = TotalClients / nodes };
@@ -99,7 +107,7 @@ internal static class SweepScenario
                 foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) })
                 {
                     var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name, nodes, cellsSettings.ClientsPerServer, log);
-                    var deployment = new CellDeployment(subject, cluster, cellsSettings, Cells);
+                    var deployment = new CellDeployment(subject, cluster, cellsSettings, Cells, settings.Addressed);
                     deployments.Add((nodes, deployment));
                     var join = Stopwatch.StartNew();
                     await deployment.JoinGroupsAsync();
