@@ -37,6 +37,12 @@ fi
 status=0
 rm -f TestResults/chaos-report.txt
 mkdir -p TestResults
+# dotnet-stack: should a resource the AppHost tests restart never become healthy, the failure shows its threads' stacks
+# (tests/AppHost.Tests/Chaos/StartDiagnostics.cs). Only a diagnostic: the tests run without it.
+if [ ! -x TestResults/tools/dotnet-stack ]; then
+  dotnet tool install --tool-path TestResults/tools dotnet-stack --version 10.0.750501 >/dev/null 2>&1 \
+    || echo "dotnet-stack could not be installed: a start that hangs will be reported without stacks" >&2
+fi
 # Arguments go to every `dotnet test` (e.g. --filter ...); the build is Debug, once, before any test runs.
 dotnet build ReferenceApp.sln
 # Two lanes at once: the AppHost tests (the real app's processes: mostly waiting for them to start, and for fault

@@ -66,11 +66,20 @@ internal static class AppFaults
             : throw new InvalidOperationException($"The process {pid} of {resource} is '{name}', not redis-server.");
     }
 
-    /// <summary>Starts a stopped resource and waits until it is healthy.</summary>
+    /// <summary>Starts a stopped resource and waits until it is healthy; should it not become healthy in time, the
+    /// failure says what it was doing (<see cref="StartDiagnostics"/>).</summary>
     public static async Task StartAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
     {
         await ExecuteAsync(app, resource, KnownResourceCommands.StartCommand, cancellationToken);
-        await app.ResourceNotifications.WaitForResourceHealthyAsync(resource, cancellationToken);
+        try
+        {
+            await app.ResourceNotifications.WaitForResourceHealthyAsync(resource, cancellationToken);
+        }
+        catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
+        {
+            throw new InvalidOperationException(
+                $"{resource} was started but did not become healthy in time. What it was doing:{Environment.NewLine}{await StartDiagnostics.DescribeAsync(app, resource)}", ex);
+        }
     }
 
     /// <summary>Freezes the process behind <paramref name="resource"/> (SIGSTOP) for <paramref name="duration"/>, then thaws it.</summary>

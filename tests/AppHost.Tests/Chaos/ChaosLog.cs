@@ -35,7 +35,8 @@ internal static class ChaosLog
         }
     }
 
-    private static string? FindRoot()
+    /// <summary>The folder of ReferenceApp.sln above the test's binaries (null when there is none).</summary>
+    internal static string? FindRoot()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
         {
