@@ -195,10 +195,11 @@ internal static class CellsReport
 
         var po = Median(runs, Cell.PublishPath, Subject.Ours, r => r.SendsPerSecond);
         var pm = Median(runs, Cell.PublishPath, Subject.Microsoft, r => r.SendsPerSecond);
+        var pc = Median(runs, Cell.PublishPath, Subject.Ceiling, r => r.SendsPerSecond);
         var x = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkXadd, r => r.SendsPerSecond);
         var p = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkPublish, r => r.SendsPerSecond);
         table.Row(Cell.PublishPath.Title(), "sends/s of one node", $"{Stats.F(po, "#,0")} ({Percent(po, x)} of redis-benchmark XADD)",
-            $"{Stats.F(pm, "#,0")} ({Percent(pm, p)} of redis-benchmark PUBLISH)", "", Stats.Ratio(po, pm), "", "", "");
+            $"{Stats.F(pm, "#,0")} ({Percent(pm, p)} of redis-benchmark PUBLISH)", Stats.F(pc, "#,0"), Stats.Ratio(po, pm), Stats.Ratio(po, pc), "", "");
         return table.ToString();
     }
 
@@ -209,15 +210,16 @@ internal static class CellsReport
         var m = Median(runs, cell, Subject.Microsoft, r => r.SendsPerSecond);
         var x = Median(runs, cell, Subject.RedisBenchmarkXadd, r => r.SendsPerSecond);
         var p = Median(runs, cell, Subject.RedisBenchmarkPublish, r => r.SendsPerSecond);
-        var table = new Markdown("metric", "ours (XADD through the adapter)", "Microsoft (PUBLISH through the adapter)", "ours / Microsoft");
-        table.Row("sends/s of one node (appends/s, publishes/s)", Stats.F(o, "#,0"), Stats.F(m, "#,0"), Stats.Ratio(o, m));
-        table.Row("redis-benchmark on the same server, requests/s", "XADD: " + Stats.F(x, "#,0"), "PUBLISH: " + Stats.F(p, "#,0"), "");
-        table.Row("**node's rate as % of redis-benchmark**", Percent(o, x), Percent(m, p), "");
+        var c = Median(runs, cell, Subject.Ceiling, r => r.SendsPerSecond);
+        var table = new Markdown("metric", "ours (XADD through the adapter)", "Microsoft (PUBLISH through the adapter)", "no backplane (nothing sent)", "ours / Microsoft");
+        table.Row("sends/s of one node (appends/s, publishes/s)", Stats.F(o, "#,0"), Stats.F(m, "#,0"), Stats.F(c, "#,0"), Stats.Ratio(o, m));
+        table.Row("redis-benchmark on the same server, requests/s", "XADD: " + Stats.F(x, "#,0"), "PUBLISH: " + Stats.F(p, "#,0"), "", "");
+        table.Row("**node's rate as % of redis-benchmark**", Percent(o, x), Percent(m, p), Percent(c, x) + " of XADD", "");
         void Row(string metric, Func<CellRun, double> f, string format)
         {
             var a = Median(runs, cell, Subject.Ours, f);
             var b = Median(runs, cell, Subject.Microsoft, f);
-            table.Row(metric, Stats.F(a, format), Stats.F(b, format), Stats.Ratio(a, b));
+            table.Row(metric, Stats.F(a, format), Stats.F(b, format), Stats.F(Median(runs, cell, Subject.Ceiling, f), format), Stats.Ratio(a, b));
         }
 
         Row("allocated bytes per send (whole process)", r => r.AllocatedBytesPerSend, "#,0");
@@ -226,10 +228,11 @@ internal static class CellsReport
         Row("redis-server CPU per send (µs)", r => r.RedisCpuMicrosPerDelivery, "0.000");
         table.Row("redis-server CPU per request in redis-benchmark (µs)",
             "XADD: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkXadd, r => r.RedisCpuMicrosPerDelivery), "0.000"),
-            "PUBLISH: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkPublish, r => r.RedisCpuMicrosPerDelivery), "0.000"), "");
+            "PUBLISH: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkPublish, r => r.RedisCpuMicrosPerDelivery), "0.000"), "", "");
         table.Row("failed sends (all runs)",
             Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Ours).Sum(r => r.SendFailures + r.Hung)),
-            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Microsoft).Sum(r => r.SendFailures + r.Hung)), "");
+            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Microsoft).Sum(r => r.SendFailures + r.Hung)),
+            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Ceiling).Sum(r => r.SendFailures + r.Hung)), "");
         var errors = runs.Where(r => r.Subject is Subject.RedisBenchmarkXadd or Subject.RedisBenchmarkPublish && r.Error is not null).Select(r => r.Error).Distinct().ToList();
         var text = new StringBuilder(table.ToString());
         if (errors.Count > 0)
@@ -242,7 +245,9 @@ internal static class CellsReport
         text.AppendLine("The node's rate includes everything a send costs in the adapter (serializing the hub message, the outbox and the " +
                         "append script for ours; the publish for Microsoft's) and its own reader getting the entry back; redis-benchmark " +
                         "sends a bare command from 50 connections, 16 pipelined each, so it is the server's ceiling for that command, " +
-                        "not a like-for-like client.");
+                        "not a like-for-like client. The column without a backplane is the same node and harness with SignalR's own " +
+                        "lifetime manager, which sends nothing (no connection): the harness's and SignalR's part of every send, a floor " +
+                        "neither backplane can go under.");
         return text.ToString();
     }
 
@@ -308,10 +313,10 @@ internal static class CellsReport
         {
             if (cell == Cell.PublishPath)
             {
-                var bars = new[] { Subject.Ours, Subject.RedisBenchmarkXadd, Subject.Microsoft, Subject.RedisBenchmarkPublish }
+                var bars = new[] { Subject.Ours, Subject.RedisBenchmarkXadd, Subject.Microsoft, Subject.RedisBenchmarkPublish, Subject.Ceiling }
                     .Select(s => (s, Median(runs, cell, s, r => r.SendsPerSecond))).ToArray();
-                rows.Add((cell.Title() + " (sends/s of one node vs redis-benchmark)",
-                    $"ours = {Percent(bars[0].Item2, bars[1].Item2)} of XADD, Microsoft = {Percent(bars[2].Item2, bars[3].Item2)} of PUBLISH",
+                rows.Add((cell.Title() + " (sends/s of one node vs redis-benchmark; grey: no backplane, nothing sent)",
+                    $"ours = {Percent(bars[0].Item2, bars[1].Item2)} of XADD, Microsoft = {Percent(bars[2].Item2, bars[3].Item2)} of PUBLISH, no backplane = {Percent(bars[4].Item2, bars[1].Item2)} of XADD",
                     bars, []));
                 continue;
             }

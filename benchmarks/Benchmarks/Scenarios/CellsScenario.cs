@@ -206,9 +206,16 @@ internal static class CellsScenario
                 setup.Add((subject, servers, cluster.Clients.Count, cluster.ConnectSeconds, cluster.StartSeconds));
             }
 
-            foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) }.Where(s => Subjects.Contains(s.Item1)))
+            foreach (var (subject, backplane) in new[]
             {
-                // The publish-path cell: one node, no clients, its own stream / channel prefix.
+                (Subject.Ours, Backplane.RedisStreams),
+                (Subject.Microsoft, Backplane.MicrosoftPubSub),
+                (Subject.Ceiling, Backplane.None),
+            }.Where(s => Subjects.Contains(s.Item1)))
+            {
+                // The publish-path cell: one node, no clients, its own stream / channel prefix. Without a backplane
+                // (the ceiling) a send to no connection does nothing: what is left is the harness and SignalR's own
+                // cost of a send, the floor under both backplanes' figures.
                 var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name + "-pub", 1, 0, log);
                 deployments.Add(new CellDeployment(subject, cluster, settings, Cells) { PublishOnly = true });
             }
