@@ -75,6 +75,9 @@ internal static class CellsReport
         text.AppendLine("- **CPU per delivery** = process CPU time delta (`Environment.CpuUsage`) / deliveries, in µs; **cores** = that CPU time / " +
                         "the run's wall time. **redis-server CPU** is the server's own (from `INFO cpu`), per delivery: the backplanes move " +
                         "different amounts of work into Redis.");
+        text.AppendLine("- **thread-pool work items per send** = `ThreadPool.CompletedWorkItemCount` delta / sends, and **lock contentions " +
+                        "per send** = `Monitor.LockContentionCount` delta / sends, whole process: each work item is a hop between threads " +
+                        "and each contention a wait, both costly on this VM; they tell where CPU goes that the code's own profile does not show.");
         text.AppendLine("- Ratios are ours / Microsoft's and ours / ceiling (for rates higher is better; for latency, bytes and CPU lower is better).");
         text.AppendLine("- The **ceiling** is one server without a backplane, not a hard upper bound: that server writes to all its connections " +
                         "itself, inside the sender's `SendAsync` (SignalR's default lifetime manager), while a backplane's three servers fan " +
@@ -157,6 +160,8 @@ internal static class CellsReport
         Row("allocated bytes per send (whole process)", r => r.AllocatedBytesPerSend, "#,0", "lower");
         Row("CPU per delivery (µs, this process)", r => r.CpuMicrosPerDelivery, "0.00", "lower");
         Row("CPU used (cores, this process)", r => r.Cores, "0.00", "lower");
+        Row("thread-pool work items per send (this process)", r => r.WorkItemsPerSend, "0.00", "lower");
+        Row("lock contentions per send (this process)", r => r.LockContentionsPerSend, "0.000", "lower");
         Row("redis-server CPU per delivery (µs)", r => r.RedisCpuMicrosPerDelivery, "0.000", "lower");
         table.Row([
             "lost / duplicated / reordered (all runs incl. warm-up)",
@@ -225,6 +230,7 @@ internal static class CellsReport
         Row("allocated bytes per send (whole process)", r => r.AllocatedBytesPerSend, "#,0");
         Row("CPU per send (µs, this process)", r => r.CpuMicrosPerDelivery, "0.00");
         Row("CPU used (cores, this process)", r => r.Cores, "0.00");
+        Row("thread-pool work items per send (this process)", r => r.WorkItemsPerSend, "0.00");
         Row("redis-server CPU per send (µs)", r => r.RedisCpuMicrosPerDelivery, "0.000");
         table.Row("redis-server CPU per request in redis-benchmark (µs)",
             "XADD: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkXadd, r => r.RedisCpuMicrosPerDelivery), "0.000"),

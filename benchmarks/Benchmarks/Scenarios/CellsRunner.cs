@@ -244,6 +244,9 @@ internal sealed partial class CellBench
         GC.Collect();
         var allocatedBefore = GC.GetTotalAllocatedBytes(precise: true);
         var cpuBefore = Environment.CpuUsage.TotalTime;
+        // Thread-pool work items and lock contentions: each is a thread's hop or wait, which this VM makes expensive.
+        var workItemsBefore = ThreadPool.CompletedWorkItemCount;
+        var contentionsBefore = Monitor.LockContentionCount;
         var start = Stopwatch.GetTimestamp();
 
         var stalled = false;
@@ -289,6 +292,8 @@ internal sealed partial class CellBench
 
         var drained = await DrainAsync(deployment, seq);
         var cpuAfter = Environment.CpuUsage.TotalTime;
+        var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
+        var contentions = Monitor.LockContentionCount - contentionsBefore;
         var cpuEnd = Stopwatch.GetTimestamp();
         var allocatedAfter = GC.GetTotalAllocatedBytes(precise: true);
         var redisCpuAfter = await RedisCpuSecondsAsync();
@@ -325,7 +330,9 @@ internal sealed partial class CellBench
             RedisCpuMicrosPerDelivery: units == 0 || double.IsNaN(redisCpuBefore) || double.IsNaN(redisCpuAfter)
                 ? double.NaN
                 : (redisCpuAfter - redisCpuBefore) * 1e6 / units,
-            Error: _state.FirstError);
+            Error: _state.FirstError,
+            WorkItemsPerSend: workItems / (double)Math.Max(seq, 1),
+            LockContentionsPerSend: contentions / (double)Math.Max(seq, 1));
     }
 
     /// <summary><c>redis-benchmark -P 16 -n N -q</c> against the same server, as a child process; its requests/s.</summary>

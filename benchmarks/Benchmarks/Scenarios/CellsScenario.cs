@@ -128,7 +128,9 @@ internal sealed record CellRun(
     double CpuMicrosPerDelivery,
     double Cores,
     double RedisCpuMicrosPerDelivery,
-    string? Error)
+    string? Error,
+    double WorkItemsPerSend = double.NaN,
+    double LockContentionsPerSend = double.NaN)
 {
     public bool Warmup => Repeat == 0;
 

@@ -126,7 +126,7 @@ internal static class SweepReport
     private static string CellTable(SweepSettings settings, Cell cell, IReadOnlyList<SweepRun> runs)
     {
         var table = new Markdown("nodes", "clients per node", "ours", "Microsoft", "ours / Microsoft", "ours allocated B/send", "Microsoft allocated B/send",
-            "ours CPU µs/delivery", "Microsoft CPU µs/delivery", "ours p50 / p99 ms", "Microsoft p50 / p99 ms", "lost / dup / reordered, ours · Microsoft");
+            "ours CPU µs/delivery", "Microsoft CPU µs/delivery", "thread-pool work items per send, ours / Microsoft", "ours p50 / p99 ms", "Microsoft p50 / p99 ms", "lost / dup / reordered, ours · Microsoft");
         foreach (var nodes in settings.NodeCounts)
         {
             double M(Subject subject, Func<CellRun, double> metric) => Median(runs, cell, subject, nodes, metric);
@@ -142,6 +142,7 @@ internal static class SweepReport
                 Stats.F(M(Subject.Microsoft, r => r.AllocatedBytesPerSend), "#,0"),
                 Stats.F(M(Subject.Ours, r => r.CpuMicrosPerDelivery), "0.00"),
                 Stats.F(M(Subject.Microsoft, r => r.CpuMicrosPerDelivery), "0.00"),
+                $"{Stats.F(M(Subject.Ours, r => r.WorkItemsPerSend), "0.00")} / {Stats.F(M(Subject.Microsoft, r => r.WorkItemsPerSend), "0.00")}",
                 Latency(Subject.Ours),
                 Latency(Subject.Microsoft),
                 string.Join(" · ", Backplanes.Select(s => CellsReport.Correctness(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == s).Select(r => r.Run)))));
