@@ -50,12 +50,12 @@ internal sealed class CellDeployment
         // server's clients in the order they connected: every such client when addressed is null; else addressed /
         // GroupSize groups dealt to those servers in turn, so that the same groups of the same size exist at every node
         // count. None with a single server.
+        // (The ceiling's single server and the publish path's client-less node have none.)
+        var others = cluster.Nodes.Count - 1;
         LocalGroupOf = [.. Enumerable.Repeat(-1, clients.Count)];
         var localGroupCount = 0;
-        // (The ceiling's single server and the publish path's client-less node have none.)
-        if (cluster.Nodes.Count > 1 && clients.Count > 0)
+        if (others > 0 && clients.Count > 0)
         {
-            var others = cluster.Nodes.Count - 1;
             var groupsPerServer = (settings.ClientsPerServer + settings.GroupSize - 1) / settings.GroupSize;
             localGroupCount = addressed is { } a ? Math.Max(1, a / settings.GroupSize) : others * groupsPerServer;
             for (var g = 0; g < localGroupCount; g++)
@@ -82,12 +82,12 @@ internal sealed class CellDeployment
         // Direct targets: the clients of the servers other than server 0, or the first addressed / (servers - 1) of
         // each of them. The ceiling has one server: it sends to the same number of clients (the same indices), all local.
         var targets = Enumerable.Range(0, clients.Count).Where(i => i >= settings.ClientsPerServer).ToArray();
-        if (addressed is { } count && cluster.Nodes.Count > 1)
+        if (addressed is { } count && others > 0)
         {
-            var perServer = count / (cluster.Nodes.Count - 1);
+            var perServer = count / others;
             if (perServer < 1 || perServer > settings.ClientsPerServer)
             {
-                throw new InvalidOperationException($"{count} addressed clients do not spread over servers 1 to {settings.Servers - 1} of {settings.ClientsPerServer} clients each.");
+                throw new InvalidOperationException($"{count} addressed clients do not spread over servers 1 to {others} of {settings.ClientsPerServer} clients each.");
             }
 
             targets = [.. targets.Where(i => i % settings.ClientsPerServer < perServer)];

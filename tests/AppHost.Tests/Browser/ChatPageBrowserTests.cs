@@ -168,18 +168,7 @@ public sealed class ChatPageBrowserTests(ChatAppFixture app) : IAsyncLifetime
     }
 
     /// <summary>The folder of ReferenceApp.sln above the test's binaries (else the current folder).</summary>
-    private static string RepositoryRoot()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-        {
-            if (File.Exists(Path.Combine(dir.FullName, "ReferenceApp.sln")))
-            {
-                return dir.FullName;
-            }
-        }
-
-        return Directory.GetCurrentDirectory();
-    }
+    private static string RepositoryRoot() => ChaosLog.FindRoot() ?? Directory.GetCurrentDirectory();
 
     private async Task ScreenshotAllAsync(int step, string what)
     {

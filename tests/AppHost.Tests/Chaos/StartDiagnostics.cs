@@ -36,7 +36,7 @@ internal static class StartDiagnostics
         if (pid is { } p)
         {
             text.AppendLine(CultureInfo.InvariantCulture, $"process {p}: state {ResourceProcess.State(p) ?? "gone"}, {ProcFields(p, "status", "Threads:")}");
-            foreach (var url in Environment(p, "ASPNETCORE_URLS").Split(';', StringSplitOptions.RemoveEmptyEntries))
+            foreach (var url in ProcessEnvironment(p, "ASPNETCORE_URLS").Split(';', StringSplitOptions.RemoveEmptyEntries))
             {
                 text.AppendLine(CultureInfo.InvariantCulture, $"GET {url}/health (its own port): {await ProbeAsync(url.Replace("+", "127.0.0.1", StringComparison.Ordinal).Replace("*", "127.0.0.1", StringComparison.Ordinal) + "/health")}");
             }
@@ -95,7 +95,7 @@ internal static class StartDiagnostics
         var tool = new[]
         {
             ChaosLog.FindRoot() is { } root ? Path.Combine(root, "TestResults", "tools", "dotnet-stack") : null,
-            Path.Combine(System.Environment.GetFolderPath(System.Environment.SpecialFolder.UserProfile), ".dotnet", "tools", "dotnet-stack"),
+            Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".dotnet", "tools", "dotnet-stack"),
         }.FirstOrDefault(File.Exists);
         if (tool is null)
         {
@@ -146,7 +146,7 @@ internal static class StartDiagnostics
     }
 
     /// <summary>A variable of the process's environment (empty when unknown).</summary>
-    private static string Environment(int pid, string name)
+    private static string ProcessEnvironment(int pid, string name)
     {
         try
         {
