@@ -109,10 +109,17 @@ internal static class Program
         var markdown = Header(command, gitState, $"{loadAtStart} at the start, {LoadAverage()} at the end", clock.Elapsed, quick) + string.Join(Environment.NewLine, sections);
         Console.WriteLine();
         Console.WriteLine(markdown);
+        // Run from a copy of the build outside the repository (an A/B of two builds, say), the results and plots go next
+        // to the node logs instead.
+        var repository = TryFindRepositoryRoot();
+        if (repository is null && (scenario == "all" || plots.Any(p => p.Commit)))
+        {
+            Console.WriteLine($"ReferenceApp.sln not found above {Directory.GetCurrentDirectory()} or the program: results go to {logDirectory.FullName}");
+        }
+
         if (scenario == "all")
         {
-            var root = FindRepositoryRoot();
-            var path = Path.Combine(root, "benchmarks", "RESULTS.md");
+            var path = repository is null ? Path.Combine(logDirectory.FullName, "RESULTS.md") : Path.Combine(repository, "benchmarks", "RESULTS.md");
             await File.WriteAllTextAsync(path, markdown);
             Console.WriteLine($"written to {path}");
         }
@@ -120,7 +127,7 @@ internal static class Program
         foreach (var (fileName, svg, commit) in plots)
         {
             // A plot that does not replace the committed one goes next to the node logs.
-            var plot = Path.Combine(commit ? Path.Combine(FindRepositoryRoot(), "docs") : logDirectory.FullName, fileName);
+            var plot = Path.Combine(commit && repository is not null ? Path.Combine(repository, "docs") : logDirectory.FullName, fileName);
             await File.WriteAllTextAsync(plot, svg);
             Console.WriteLine($"plot written to {plot}");
         }
@@ -307,6 +314,9 @@ internal static class Program
     }
 
     private static string FindRepositoryRoot()
+        => TryFindRepositoryRoot() ?? throw new InvalidOperationException("Could not find ReferenceApp.sln above the current directory or the program.");
+
+    private static string? TryFindRepositoryRoot()
     {
         foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
         {
@@ -320,6 +330,6 @@ internal static class Program
             }
         }
 
-        throw new InvalidOperationException("Could not find ReferenceApp.sln above the current directory or the program.");
+        return null;
     }
 }
