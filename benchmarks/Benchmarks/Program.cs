@@ -243,7 +243,11 @@ internal static class Program
     {
         try
         {
-            var root = FindRepositoryRoot();
+            if (TryFindRepositoryRoot() is not { } root)
+            {
+                return "git state unknown";
+            }
+
             var head = RunGit(root, "rev-parse", "--short", "HEAD").Trim();
             var adapter = RunGit(root, "log", "-1", "--format=%h", "--", "Adapter").Trim();
             var dirty = RunGit(root, "--no-optional-locks", "status", "--porcelain", "--", "Adapter").Trim();
@@ -313,23 +317,7 @@ internal static class Program
         }
     }
 
-    private static string FindRepositoryRoot()
-        => TryFindRepositoryRoot() ?? throw new InvalidOperationException("Could not find ReferenceApp.sln above the current directory or the program.");
-
-    private static string? TryFindRepositoryRoot()
-    {
-        foreach (var start in new[] { Directory.GetCurrentDirectory(), AppContext.BaseDirectory })
-        {
-            var directory = new DirectoryInfo(start);
-            for (var depth = 0; directory is not null && depth < 10; depth++, directory = directory.Parent)
-            {
-                if (File.Exists(Path.Combine(directory.FullName, "ReferenceApp.sln")))
-                {
-                    return directory.FullName;
-                }
-            }
-        }
-
-        return null;
-    }
+    /// <summary>The repository's root, looked for above the current folder and then above the program; null when the
+    /// program runs from a copy outside it.</summary>
+    private static string? TryFindRepositoryRoot() => RedisTestServer.RepositoryRoot.Find(Directory.GetCurrentDirectory(), AppContext.BaseDirectory);
 }

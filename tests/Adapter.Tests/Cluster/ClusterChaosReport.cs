@@ -8,18 +8,16 @@ internal static class ClusterChaosReport
 
     public static void Write(string fault, string counts)
     {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        if (RedisTestServer.RepositoryRoot.Find(AppContext.BaseDirectory) is not { } root)
         {
-            if (File.Exists(Path.Combine(dir.FullName, "ReferenceApp.sln")))
-            {
-                var file = Path.Combine(dir.FullName, "TestResults", "chaos-report.txt");
-                lock (Gate)
-                {
-                    Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-                    File.AppendAllLines(file, [$"{DateTime.UtcNow:HH:mm:ss} {fault}: {counts}"]);
-                }
-                return;
-            }
+            return;
+        }
+
+        var file = Path.Combine(root, "TestResults", "chaos-report.txt");
+        lock (Gate)
+        {
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            File.AppendAllLines(file, [$"{DateTime.UtcNow:HH:mm:ss} {fault}: {counts}"]);
         }
     }
 }

@@ -185,17 +185,8 @@ public sealed class PackageFixture : IAsyncLifetime
         => await ProcessRunner.RunAsync("git", arguments, directory, TimeSpan.FromSeconds(60));
 
     private static string FindRepositoryRoot()
-    {
-        for (var directory = new DirectoryInfo(AppContext.BaseDirectory); directory is not null; directory = directory.Parent)
-        {
-            if (File.Exists(Path.Combine(directory.FullName, "ReferenceApp.sln")))
-            {
-                return directory.FullName;
-            }
-        }
-
-        throw new InvalidOperationException("ReferenceApp.sln not found above " + AppContext.BaseDirectory);
-    }
+        => RedisTestServer.RepositoryRoot.Find(AppContext.BaseDirectory)
+           ?? throw new InvalidOperationException("ReferenceApp.sln not found above " + AppContext.BaseDirectory);
 }
 
 internal static class PathExtensions
