@@ -235,10 +235,8 @@ internal static class CellsReport
         table.Row("redis-server CPU per request in redis-benchmark (µs)",
             "XADD: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkXadd, r => r.RedisCpuMicrosPerDelivery), "0.000"),
             "PUBLISH: " + Stats.F(Median(runs, cell, Subject.RedisBenchmarkPublish, r => r.RedisCpuMicrosPerDelivery), "0.000"), "", "");
-        table.Row("failed sends (all runs)",
-            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Ours).Sum(r => r.SendFailures + r.Hung)),
-            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Microsoft).Sum(r => r.SendFailures + r.Hung)),
-            Stats.N(runs.Where(r => r.Cell == cell && r.Subject == Subject.Ceiling).Sum(r => r.SendFailures + r.Hung)), "");
+        string Failed(Subject subject) => Stats.N(runs.Where(r => r.Cell == cell && r.Subject == subject).Sum(r => r.SendFailures + r.Hung));
+        table.Row("failed sends (all runs)", Failed(Subject.Ours), Failed(Subject.Microsoft), Failed(Subject.Ceiling), "");
         var errors = runs.Where(r => r.Subject is Subject.RedisBenchmarkXadd or Subject.RedisBenchmarkPublish && r.Error is not null).Select(r => r.Error).Distinct().ToList();
         var text = new StringBuilder(table.ToString());
         if (errors.Count > 0)
