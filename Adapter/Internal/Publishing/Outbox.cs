@@ -8,6 +8,11 @@ namespace SignalR.RedisStreams.Internal;
 /// senders wait). Packets are numbered by the publisher, per channel, only once taken, so a packet given up on leaves
 /// no hole in the sender's numbering. A packet not taken within <c>PublishTimeout</c> is given up by one sweeper that
 /// looks at the oldest waiting packets only (no timer per packet).</summary>
+/// <remarks>The packets are also tracked in the order they arrived, for the sweeper. That list lets go of a packet as
+/// soon as it is taken (the publisher drops the taken ones at its head after each batch): held until the next sweep, a
+/// busy node's packets outlived a few collections of the GC's youngest generation and were copied into the older ones
+/// (tens of thousands at a time, with their payloads), which lengthened every collection. The list is never peeked:
+/// <see cref="ConcurrentQueue{T}.TryPeek"/> makes the queue keep every item dequeued from that segment on.</remarks>
 internal sealed class Outbox
 {
     private readonly Channel<OutboxItem> _channel;
@@ -15,6 +20,10 @@ internal sealed class Outbox
     private readonly TimeSpan _sweepInterval;
     private readonly Action<OutboxItem> _expired;
     private readonly ConcurrentQueue<OutboxItem> _byAge = new();
+    // Whoever takes packets off _byAge (the publisher's prune, the sweeper) holds this; senders add without it.
+    private readonly Lock _byAgeLock = new();
+    // The oldest tracked packet still waiting, once taken off _byAge (instead of a peek): under _byAgeLock.
+    private OutboxItem? _oldest;
     private int _depth;
     private int _sweeping;
 
@@ -80,12 +89,21 @@ internal sealed class Outbox
     /// dropped.</summary>
     public void TakeBatch(List<OutboxItem> batch, int max)
     {
+        var took = false;
         while (batch.Count < max && _channel.Reader.TryRead(out var item))
         {
             Interlocked.Decrement(ref _depth);
+            took = true;
             if (item.TryTake())
             {
                 batch.Add(item);
+            }
+        }
+        if (took)
+        {
+            lock (_byAgeLock)
+            {
+                OldestWaiting();
             }
         }
     }
@@ -115,32 +133,64 @@ internal sealed class Outbox
         }
     }
 
-    /// <summary>Runs while packets wait: every interval, drops the packets at the head that were taken, and gives up
-    /// those waiting longer than the timeout. Packets are tracked in the order they arrived, so it stops at the first
-    /// one still in time.</summary>
+    /// <summary>Drops the packets no longer waiting (taken or given up) from the oldest end of the tracked ones, and
+    /// returns the oldest still waiting (kept in <see cref="_oldest"/>), if any. Under <see cref="_byAgeLock"/>.</summary>
+    private OutboxItem? OldestWaiting()
+    {
+        while (true)
+        {
+            var head = _oldest;
+            _oldest = null;
+            if (head is null && !_byAge.TryDequeue(out head))
+            {
+                return null;
+            }
+            if (head.IsWaiting)
+            {
+                _oldest = head;
+                return head;
+            }
+        }
+    }
+
+    /// <summary>Runs while packets are tracked: every interval, gives up the packets waiting longer than the timeout.
+    /// Packets are tracked in the order they arrived, so it stops at the first one still in time.</summary>
     private async Task SweepAsync()
     {
+        var expired = new List<OutboxItem>();
         while (true)
         {
             await Task.Delay(_sweepInterval);
             var now = Stopwatch.GetTimestamp();
-            while (_byAge.TryPeek(out var oldest))
+            bool idle;
+            lock (_byAgeLock)
             {
-                if (oldest.IsWaiting && Stopwatch.GetElapsedTime(oldest.EnqueuedAt, now) < _timeout)
+                while (OldestWaiting() is { } oldest && Stopwatch.GetElapsedTime(oldest.EnqueuedAt, now) >= _timeout)
                 {
-                    break;
+                    _oldest = null;
+                    if (oldest.TryAbandon())
+                    {
+                        expired.Add(oldest);
+                    }
                 }
-                _byAge.TryDequeue(out _);
-                if (oldest.TryAbandon())
-                {
-                    _expired(oldest);
-                }
+                idle = _oldest is null && _byAge.IsEmpty;
             }
-            if (_byAge.IsEmpty)
+            foreach (var item in expired)
+            {
+                _expired(item);
+            }
+            expired.Clear();
+            if (idle)
             {
                 Volatile.Write(ref _sweeping, 0);
-                // A packet tracked between the check and the reset finds the sweeper gone: take the job back.
-                if (_byAge.IsEmpty || Interlocked.CompareExchange(ref _sweeping, 1, 0) != 0)
+                // A packet tracked between the check and the reset finds the sweeper gone: take the job back. (Under
+                // the lock: the publisher may have moved that packet from the queue to _oldest meanwhile.)
+                bool stillIdle;
+                lock (_byAgeLock)
+                {
+                    stillIdle = _oldest is null && _byAge.IsEmpty;
+                }
+                if (stillIdle || Interlocked.CompareExchange(ref _sweeping, 1, 0) != 0)
                 {
                     return;
                 }

@@ -92,6 +92,57 @@ public sealed class OutboxTests
     }
 
     [Fact]
+    public void Packets_taken_are_let_go_at_once_not_held_until_the_next_sweep()
+    {
+        // A long timeout: the sweeper, started by the first packet, does not run during the test.
+        var outbox = new Outbox(capacity: 1000, TimeSpan.FromSeconds(30), _ => { });
+        var taken = AddAndTake(outbox, 500);
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+
+        Assert.Equal(0, taken.Count(w => w.TryGetTarget(out _)));
+    }
+
+    [Fact]
+    public async Task A_packet_left_waiting_by_a_full_batch_is_still_given_up_at_its_timeout()
+    {
+        var expired = new TaskCompletionSource<OutboxItem>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var outbox = new Outbox(capacity: 10, TimeSpan.FromMilliseconds(100), item => expired.TrySetResult(item));
+        var (taken, late) = (Item(), Item());
+        await outbox.AddAsync(taken, CancellationToken.None);
+        await outbox.AddAsync(late, CancellationToken.None);
+        // The batch takes the first; the publisher then drops it from the tracked packets and stops at the second.
+        outbox.TakeBatch([], max: 1);
+
+        Assert.Same(late, await expired.Task.WaitAsync(TimeSpan.FromSeconds(10)));
+        Assert.False(late.TryTake());
+        Assert.False(taken.TryAbandon());
+    }
+
+    // Not inlined: the items must not stay alive in the test's own frame.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static List<WeakReference<OutboxItem>> AddAndTake(Outbox outbox, int count)
+    {
+        var weak = new List<WeakReference<OutboxItem>>();
+        for (var i = 0; i < count; i++)
+        {
+            var item = Item();
+            Assert.True(outbox.TryAdd(item));
+            weak.Add(new WeakReference<OutboxItem>(item));
+        }
+        var batch = new List<OutboxItem>();
+        outbox.TakeBatch(batch, max: count);
+        Assert.Equal(count, batch.Count);
+        foreach (var item in batch)
+        {
+            item.Complete();
+        }
+        return weak;
+    }
+
+    [Fact]
     public async Task A_send_Redis_never_takes_fails_after_PublishTimeout_and_is_never_published()
     {
         var publisher = Publisher(capacity: 10, TimeSpan.FromMilliseconds(200));
