@@ -105,6 +105,81 @@ public sealed class ReplayWindowTests
         Assert.Equal(5, plan.Lost); // c's 1..4 and 6
     }
 
+    [Fact]
+    public void Packets_come_back_byte_for_byte_while_the_window_reuses_its_memory()
+    {
+        var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 1000);
+        // 20,000 packets of 1 to 6,000 bytes: small ones copied into the window's chunks (reused many times over),
+        // large ones kept as sent.
+        for (var sequence = 1; sequence <= 20_000; sequence++)
+        {
+            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
+        }
+
+        var plan = window.PlanRepair(last: 19_000, next: 20_001);
+
+        Assert.Equal(1000, plan.Republish.Count);
+        foreach (var (entry, _) in plan.Republish)
+        {
+            Assert.Equal(Packet(entry.Sequence), entry.Packet.ToArray());
+        }
+        // What 1,000 packets need (about 1.4 MB of small ones in 128 KB chunks), not what 20,000 did.
+        Assert.InRange(window.ChunksInUse, 1, 16);
+    }
+
+    [Fact]
+    public void A_repair_plan_keeps_its_bytes_when_the_window_moves_on()
+    {
+        var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
+        for (var sequence = 1; sequence <= 100; sequence++)
+        {
+            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
+        }
+        var plan = window.PlanRepair(last: 0, next: 101);
+
+        for (var sequence = 101; sequence <= 5_000; sequence++)
+        {
+            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
+        }
+
+        Assert.All(plan.Republish, r => Assert.Equal(Packet(r.Entry.Sequence), r.Entry.Packet.ToArray()));
+    }
+
+    [Fact]
+    public void A_small_packet_is_copied_and_the_array_it_was_sent_in_is_not_kept()
+    {
+        var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
+        var sent = AddSentInItsOwnArray(window);
+
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+
+        Assert.False(sent.TryGetTarget(out _));
+        Assert.Equal(Packet(1), window.PlanRepair(last: 0, next: 2).Republish.Single().Entry.Packet.ToArray());
+    }
+
+    // Not inlined: the sent array must not stay alive in the test's own frame.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    private static WeakReference<byte[]> AddSentInItsOwnArray(ReplayWindow window)
+    {
+        var entryBytes = new byte[4000];
+        Packet(1).CopyTo(entryBytes, 100);
+        window.Add(new PublishedEntry(1, entryBytes.AsMemory(100, Packet(1).Length), Start, default));
+        return new WeakReference<byte[]>(entryBytes);
+    }
+
+    /// <summary>Packet <paramref name="sequence"/>'s bytes: 1 to 6,000 of them, each depending on the sequence.</summary>
+    private static byte[] Packet(long sequence)
+    {
+        var bytes = new byte[1 + (int)(sequence * 7919 % 6000)];
+        for (var i = 0; i < bytes.Length; i++)
+        {
+            bytes[i] = (byte)(sequence + i);
+        }
+        return bytes;
+    }
+
     private static ReplayWindow Window(params long[] sequences)
     {
         var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
