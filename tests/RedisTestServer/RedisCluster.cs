@@ -46,10 +46,13 @@ public sealed class RedisCluster : IAsyncDisposable
         try
         {
             var count = masters * (1 + replicasPerMaster);
-            var ports = ClusterPorts.TryFind(count) ?? throw new InvalidOperationException("No free loopback ports for a Redis Cluster.");
-            foreach (var port in ports)
+            var candidates = ClusterPorts.TryFind(count) ?? throw new InvalidOperationException("No free loopback ports for a Redis Cluster.");
+            var ports = new List<int>();
+            foreach (var candidate in candidates)
             {
-                servers.Add(await RedisServer.StartClusterNodeAsync(port, timeout));
+                var server = await StartNodeAsync(candidate, candidates, timeout);
+                servers.Add(server);
+                ports.Add(server.Port);
             }
 
             var arguments = new List<string> { "--cluster", "create" };
@@ -91,6 +94,31 @@ public sealed class RedisCluster : IAsyncDisposable
         {
             await cluster.DisposeAsync();
             throw;
+        }
+    }
+
+    /// <summary>Starts one node on <paramref name="port"/>, or on another free pair of ports if that one was taken
+    /// meanwhile: the bus port (+10000) lies in the ephemeral range, so an outgoing connection can take it between the
+    /// check and redis-server's bind ("Address already in use").</summary>
+    private static async Task<RedisServer> StartNodeAsync(int port, IReadOnlyCollection<int> chosen, TimeSpan timeout)
+    {
+        const int attempts = 5;
+        for (var attempt = 1; ; attempt++)
+        {
+            try
+            {
+                return await RedisServer.StartClusterNodeAsync(port, timeout);
+            }
+            catch (IOException) when (attempt < attempts)
+            {
+                // Another pair, not one picked for a node not started yet.
+                var tries = 0;
+                do
+                {
+                    port = ClusterPorts.TryFind(1)?[0] ?? throw new InvalidOperationException("No free loopback ports for a Redis Cluster node.");
+                }
+                while (chosen.Contains(port) && ++tries < 10);
+            }
         }
     }
 
