@@ -28,8 +28,10 @@ public sealed class BoundedOutboxTests(RedisServerFixture redis, ITestOutputHelp
             o.PublishTimeout = PublishTimeout;
         });
         await using var receiver = await cluster.ConnectAsync(1);
-        var publisher = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>().Publisher;
-        using var retries = new CounterTotal("signalr.redis_streams.publish_retries");
+        var node = cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>();
+        var publisher = node.Publisher;
+        // This node's retries only: tests of other classes run at the same time in this process, some with outages.
+        using var retries = new CounterTotal("signalr.redis_streams.publish_retries", node.NodeId);
         var hub = cluster.Hub(0);
 
         // 1. Redis dies with 400 sends (fewer than the capacity) waiting; it comes back: they all arrive, in order.

@@ -57,7 +57,9 @@ public sealed class DeliveryUnderFaultTests(ITestOutputHelper output)
         await using var cluster = await TestCluster.StartAsync(redis, 2, HubProtocolKind.Json, output,
             o => o.PublishTimeout = TimeSpan.FromSeconds(1));
         await using var client = await cluster.ConnectAsync(1);
-        using var retries = new CounterTotal("signalr.redis_streams.publish_retries");
+        // The sender's retries only: tests of other classes run at the same time in this process, some with outages.
+        using var retries = new CounterTotal("signalr.redis_streams.publish_retries",
+            cluster.Nodes[0].Services.GetRequiredService<Internal.BackplaneNode>().NodeId);
         await redis.KillAsync();
 
         // The first send is handed to Redis and retried; only then is the second sent, so it waits in the outbox.

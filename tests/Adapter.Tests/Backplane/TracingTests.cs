@@ -1,8 +1,10 @@
 using System.Diagnostics;
 using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Client;
+using Microsoft.Extensions.DependencyInjection;
 using OpenTelemetry;
 using OpenTelemetry.Trace;
+using SignalR.RedisStreams.Internal;
 using SignalR.RedisStreams.Tests.Infrastructure;
 using Xunit.Abstractions;
 
@@ -85,7 +87,9 @@ public sealed class TracingTests(RedisServerFixture redis, ITestOutputHelper out
             .AddRedisStreamsInstrumentation()
             .AddInMemoryExporter(spans)
             .Build()!;
-        using var retries = new CounterTotal("signalr.redis_streams.publish_retries");
+        // The sender's retries only: tests of other classes run at the same time in this process, some with outages.
+        using var retries = new CounterTotal("signalr.redis_streams.publish_retries",
+            cluster.Nodes[0].Services.GetRequiredService<BackplaneNode>().NodeId);
         var stream = cluster.StreamKey;
 
         // Published, then lost with Redis before anyone could be sure of it: republished after the empty restart.
