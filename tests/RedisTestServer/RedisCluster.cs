@@ -102,14 +102,13 @@ public sealed class RedisCluster : IAsyncDisposable
     /// check and redis-server's bind ("Address already in use").</summary>
     private static async Task<RedisServer> StartNodeAsync(int port, IReadOnlyCollection<int> chosen, TimeSpan timeout)
     {
-        const int attempts = 5;
         for (var attempt = 1; ; attempt++)
         {
             try
             {
                 return await RedisServer.StartClusterNodeAsync(port, timeout);
             }
-            catch (IOException) when (attempt < attempts)
+            catch (IOException) when (attempt < RedisServer.StartAttempts)
             {
                 // Another pair, not one picked for a node not started yet.
                 var tries = 0;

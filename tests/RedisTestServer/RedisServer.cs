@@ -18,7 +18,8 @@ namespace RedisTestServer;
 public sealed class RedisServer : IAsyncDisposable
 {
     private const string RedisServerPath = "/usr/bin/redis-server";
-    private const int StartAttempts = 5;
+    /// <summary>Ports tried for one server before giving up (a port can be taken between the check and the bind).</summary>
+    internal const int StartAttempts = 5;
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan ExitTimeout = TimeSpan.FromSeconds(10);
 

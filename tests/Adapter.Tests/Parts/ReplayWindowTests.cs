@@ -111,10 +111,7 @@ public sealed class ReplayWindowTests
         var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 1000);
         // 20,000 packets of 1 to 6,000 bytes: small ones copied into the window's chunks (reused many times over),
         // large ones kept as sent.
-        for (var sequence = 1; sequence <= 20_000; sequence++)
-        {
-            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
-        }
+        AddPackets(window, 1, 20_000);
 
         var plan = window.PlanRepair(last: 19_000, next: 20_001);
 
@@ -131,16 +128,10 @@ public sealed class ReplayWindowTests
     public void A_repair_plan_keeps_its_bytes_when_the_window_moves_on()
     {
         var window = new ReplayWindow(TimeSpan.FromSeconds(30), maxCount: 100);
-        for (var sequence = 1; sequence <= 100; sequence++)
-        {
-            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
-        }
+        AddPackets(window, 1, 100);
         var plan = window.PlanRepair(last: 0, next: 101);
 
-        for (var sequence = 101; sequence <= 5_000; sequence++)
-        {
-            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
-        }
+        AddPackets(window, 101, 5_000);
 
         Assert.All(plan.Republish, r => Assert.Equal(Packet(r.Entry.Sequence), r.Entry.Packet.ToArray()));
     }
@@ -167,6 +158,15 @@ public sealed class ReplayWindowTests
         Packet(1).CopyTo(entryBytes, 100);
         window.Add(new PublishedEntry(1, entryBytes.AsMemory(100, Packet(1).Length), Start, default));
         return new WeakReference<byte[]>(entryBytes);
+    }
+
+    /// <summary>Adds packets <paramref name="first"/> to <paramref name="last"/> (<see cref="Packet"/>) to the window.</summary>
+    private static void AddPackets(ReplayWindow window, long first, long last)
+    {
+        for (var sequence = first; sequence <= last; sequence++)
+        {
+            window.Add(new PublishedEntry(sequence, Packet(sequence), Start, default));
+        }
     }
 
     /// <summary>Packet <paramref name="sequence"/>'s bytes: 1 to 6,000 of them, each depending on the sequence.</summary>
