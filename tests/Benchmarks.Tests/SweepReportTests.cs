@@ -35,10 +35,10 @@ public sealed class SweepReportTests
         }
 
         // Warm-ups (run 0) are not counted: the medians are the repeat-2 values.
-        Assert.Equal(3, Count(markdown, "| 2 | 150 | 1,000 | 2,000 | 0.50× | 1,000 | 500 |"));
-        Assert.Equal(3, Count(markdown, "| 3 | 100 | 900 | 1,800 | 0.50× | 1,000 | 500 |"));
-        Assert.Equal(3, Count(markdown, "| 6 | 50 | 500 | 1,000 | 0.50× | 1,000 | 500 |"));
-        Assert.Equal(3, Count(markdown, "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×)."));
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 2 | 150 | 1,000 | 2,000 | 0.50× | 1,000 | 500 |"));
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 3 | 100 | 900 | 1,800 | 0.50× | 1,000 | 500 |"));
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 6 | 50 | 500 | 1,000 | 0.50× | 1,000 | 500 |"));
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×)."));
         Assert.DoesNotContain("CORRECTNESS FAILURES", markdown, StringComparison.Ordinal);
 
         var svg = XDocument.Parse(SweepReport.Svg(Settings, runs));

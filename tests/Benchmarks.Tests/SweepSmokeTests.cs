@@ -26,7 +26,7 @@ public sealed class SweepSmokeTests
         Assert.Equal([2, 3], settings.NodeCounts);
         foreach (var nodes in settings.NodeCounts)
         {
-            foreach (var cell in new[] { Cell.Direct, Cell.LocalGroups, Cell.Groups })
+            foreach (var cell in new[] { Cell.Direct, Cell.LocalGroups, Cell.Groups, Cell.DirectOneNode })
             {
                 foreach (var subject in new[] { Subject.Ours, Subject.Microsoft })
                 {
@@ -34,7 +34,7 @@ public sealed class SweepSmokeTests
                     var run = Assert.Single(outcome.Runs, r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == subject).Run;
                     Assert.True(run.Sends > 0, $"{what}: nothing was sent");
                     // Every group of the smoke settings is full: 4 recipients per group send, 1 per direct send.
-                    var recipients = cell == Cell.Direct ? 1 : settings.Run.GroupSize;
+                    var recipients = cell is Cell.Direct or Cell.DirectOneNode ? 1 : settings.Run.GroupSize;
                     Assert.True(run.Expected == run.Sends * recipients, $"{what}: {run.Expected} deliveries expected for {run.Sends} sends");
                     Assert.True(run.Expected == run.Deliveries, $"{what}: {run.Deliveries} deliveries, {run.Expected} expected");
                     Assert.True(run.Lost + run.Duplicates + run.Reordered + run.Misdelivered == 0, $"{what}: {run.Problems()}");

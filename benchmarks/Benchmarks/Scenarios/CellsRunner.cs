@@ -24,7 +24,9 @@ internal sealed class CellDeployment
     /// <param name="addressed">How many clients the direct and one-node group cells address, spread evenly over the
     /// servers other than server 0 (the sweep keeps it the same at every node count); null: every client of those
     /// servers.</param>
-    public CellDeployment(Subject subject, Cluster cluster, CellsSettings settings, IReadOnlyCollection<Cell> cells, int? addressed = null)
+    /// <param name="oneNode">How many clients the one-node direct cell addresses, the first of server 1 (the sweep keeps
+    /// it the same at every node count); null: every client of server 1.</param>
+    public CellDeployment(Subject subject, Cluster cluster, CellsSettings settings, IReadOnlyCollection<Cell> cells, int? addressed = null, int? oneNode = null)
     {
         Subject = subject;
         Cluster = cluster;
@@ -100,6 +102,22 @@ internal sealed class CellDeployment
         }
 
         DirectProxies = [.. targets.Select(i => hub.Clients.Client(clients[i].ConnectionId))];
+
+        // One-node direct targets: the first oneNode clients of server 1 (none with a single server).
+        var onServer1 = others > 0 ? Math.Min(settings.ClientsPerServer, clients.Count - settings.ClientsPerServer) : 0;
+        if (oneNode is { } wanted && wanted > onServer1)
+        {
+            throw new InvalidOperationException($"{wanted} addressed clients do not fit on server 1 of {settings.ClientsPerServer} clients.");
+        }
+
+        var oneNodeTargets = Enumerable.Range(settings.ClientsPerServer, oneNode ?? onServer1).ToArray();
+        OneNodeResidue = [.. Enumerable.Repeat(-1, clients.Count)];
+        for (var r = 0; r < oneNodeTargets.Length; r++)
+        {
+            OneNodeResidue[oneNodeTargets[r]] = r;
+        }
+
+        OneNodeProxies = [.. oneNodeTargets.Select(i => hub.Clients.Client(clients[i].ConnectionId))];
     }
 
     public Subject Subject { get; }
@@ -130,6 +148,11 @@ internal sealed class CellDeployment
     public int[] DirectResidue { get; }
 
     public IClientProxy[] DirectProxies { get; }
+
+    /// <summary>Per client, its residue in <see cref="Cell.DirectOneNode"/> (-1: not addressed).</summary>
+    public int[] OneNodeResidue { get; }
+
+    public IClientProxy[] OneNodeProxies { get; }
 
     public bool Runs(Cell cell) => PublishOnly == (cell == Cell.PublishPath);
 
@@ -162,6 +185,8 @@ internal sealed class CellDeployment
         Cell.LocalGroups => (LocalGroupSizes, LocalGroupProxies, i => LocalGroupOf[i]),
         Cell.Direct when DirectProxies.Length == 0 => throw new InvalidOperationException("Direct sends need clients beyond the first server's."),
         Cell.Direct => ([.. DirectProxies.Select(_ => 1)], DirectProxies, i => DirectResidue[i]),
+        Cell.DirectOneNode when OneNodeProxies.Length == 0 => throw new InvalidOperationException("Direct sends to one other server need at least 2 servers."),
+        Cell.DirectOneNode => ([.. OneNodeProxies.Select(_ => 1)], OneNodeProxies, i => OneNodeResidue[i]),
         Cell.PublishPath => ([0], [All], _ => -1),
         _ => ([Sinks.Length], [All], _ => 0),
     };

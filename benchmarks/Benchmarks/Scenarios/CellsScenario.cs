@@ -89,6 +89,9 @@ internal enum Cell
 
     /// <summary>Group sends, every group on one server other than the sender's (the sweep only).</summary>
     LocalGroups,
+
+    /// <summary>Direct sends, every target on one server other than the sender's (the sweep only).</summary>
+    DirectOneNode,
 }
 
 /// <summary>What is measured: a backplane cluster, the one-server ceiling, or redis-benchmark (publish path).</summary>
@@ -307,6 +310,7 @@ internal static class CellsScenario
         Cell.FixedRate => "5. broadcast at a fixed rate",
         Cell.PublishPath => "6. publish path",
         Cell.LocalGroups => "group sends 64 B, each group on one server, max rate",
+        Cell.DirectOneNode => "direct sends to connections of one other server, max rate",
         _ => cell.ToString(),
     };
 }

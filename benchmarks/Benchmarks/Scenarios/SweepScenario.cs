@@ -13,7 +13,7 @@ namespace Benchmarks.Scenarios;
 /// its <c>Servers</c> and <c>ClientsPerServer</c> are set per node count (<see cref="At"/>).</param>
 internal sealed record SweepSettings(IReadOnlyList<int> NodeCounts, int TotalClients, CellsSettings Run)
 {
-    /// <summary>2, 3 and 6 servers, 300 clients in all: 3 cells × 2 backplanes × (1 warm-up + 3 runs) per node count.</summary>
+    /// <summary>2, 3 and 6 servers, 300 clients in all: 4 cells × 2 backplanes × (1 warm-up + 3 runs) per node count.</summary>
     public static SweepSettings Default { get; } = new([2, 3, 6], 300, CellsSettings.Default with
     {
         Repeats = 3,
@@ -41,6 +41,10 @@ internal sealed record SweepSettings(IReadOnlyList<int> NodeCounts, int TotalCli
     /// would be measured as a cost of the node count.</summary>
     public int Addressed => TotalClients / NodeCounts.Min();
 
+    /// <summary>How many clients the one-node direct cell addresses at every node count, all on node 1: as many as a
+    /// node has at the largest node count (50 of 300 at 6 nodes).</summary>
+    public int OneNodeAddressed => TotalClients / NodeCounts.Max();
+
     /// <summary>The run parameters at <paramref name="nodes"/> servers.</summary>
     public CellsSettings At(int nodes)
     {
@@ -66,15 +70,15 @@ internal sealed record SweepOutcome(string Markdown, string Svg, IReadOnlyList<S
 
 /// <summary>
 /// The node-count sweep: at each node count, one cluster per backplane (ours, Microsoft's) with that many nodes and
-/// the same total client count; all clusters of all node counts up at once on one private redis-server, running three
-/// cells interleaved across node counts and backplanes (direct sends to another node, group sends to groups on one
-/// node, group sends to groups across the nodes) with the cells scenario's machinery: every message numbered, every
+/// the same total client count; all clusters of all node counts up at once on one private redis-server, running four
+/// cells interleaved across node counts and backplanes (direct sends spread over the other nodes, group sends to groups
+/// on one node, group sends to groups across the nodes, direct sends to connections of one other node) with the cells scenario's machinery: every message numbered, every
 /// client checking it gets each of its messages once, in order and only those.
 /// </summary>
 internal static class SweepScenario
 {
     /// <summary>The cells of the sweep, in order.</summary>
-    public static IReadOnlyList<Cell> Cells { get; } = [Cell.Direct, Cell.LocalGroups, Cell.Groups];
+    public static IReadOnlyList<Cell> Cells { get; } = [Cell.Direct, Cell.LocalGroups, Cell.Groups, Cell.DirectOneNode];
 
     public static async Task<SweepOutcome> RunAsync(SweepSettings settings, LogSink log)
     {
@@ -107,7 +111,7 @@ internal static class SweepScenario
                 foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) })
                 {
                     var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name, nodes, cellsSettings.ClientsPerServer, log);
-                    var deployment = new CellDeployment(subject, cluster, cellsSettings, Cells, settings.Addressed);
+                    var deployment = new CellDeployment(subject, cluster, cellsSettings, Cells, settings.Addressed, settings.OneNodeAddressed);
                     deployments.Add((nodes, deployment));
                     var join = Stopwatch.StartNew();
                     await deployment.JoinGroupsAsync();
@@ -174,6 +178,7 @@ internal static class SweepScenario
         Cell.Direct => "1. direct sends to a connection on another node",
         Cell.LocalGroups => "2. group sends, each group on one node",
         Cell.Groups => "3. group sends, each group across the nodes",
+        Cell.DirectOneNode => "4. direct sends to connections of one other node",
         _ => cell.Title(),
     };
 
@@ -183,6 +188,7 @@ internal static class SweepScenario
         Cell.Direct => "direct",
         Cell.LocalGroups => "groups on one node",
         Cell.Groups => "groups across nodes",
+        Cell.DirectOneNode => "direct to one node",
         _ => cell.ToString(),
     };
 
