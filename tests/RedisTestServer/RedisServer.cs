@@ -1,7 +1,10 @@
+using System.Collections.Concurrent;
+using System.ComponentModel;
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Text;
 using StackExchange.Redis;
 
@@ -22,6 +25,37 @@ public sealed class RedisServer : IAsyncDisposable
     internal const int StartAttempts = 5;
     private static readonly TimeSpan StartTimeout = TimeSpan.FromSeconds(15);
     private static readonly TimeSpan ExitTimeout = TimeSpan.FromSeconds(10);
+
+    // Every redis-server this process started and still holds: killed when this process exits, or is told to by SIGTERM
+    // or SIGINT (the handlers do not cancel the signal: the process still ends as it would have), so that a test run or
+    // benchmark stopped midway leaves no server behind.
+    private static readonly ConcurrentDictionary<Process, byte> Live = new();
+    private static readonly PosixSignalRegistration[] SignalHandlers =
+    [
+        PosixSignalRegistration.Create(PosixSignal.SIGTERM, _ => KillLive()),
+        PosixSignalRegistration.Create(PosixSignal.SIGINT, _ => KillLive()),
+    ];
+
+    static RedisServer() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+    {
+        KillLive();
+        GC.KeepAlive(SignalHandlers); // a registration that is collected stops handling its signal
+    };
+
+    private static void KillLive()
+    {
+        foreach (var process in Live.Keys)
+        {
+            try
+            {
+                process.Kill();
+            }
+            catch (Exception ex) when (ex is InvalidOperationException or Win32Exception or NotSupportedException)
+            {
+                // Gone already.
+            }
+        }
+    }
 
     private readonly DirectoryInfo _dataDirectory;
     private readonly StringBuilder _log = new();
@@ -291,6 +325,7 @@ public sealed class RedisServer : IAsyncDisposable
                 // Already gone.
             }
 
+            Live.TryRemove(_process, out _);
             _process.Dispose();
             _process = null;
         }
@@ -353,7 +388,11 @@ public sealed class RedisServer : IAsyncDisposable
 
     private async Task StartProcessAsync()
     {
-        _process?.Dispose();
+        if (_process is not null)
+        {
+            Live.TryRemove(_process, out _);
+            _process.Dispose();
+        }
         var startInfo = new ProcessStartInfo(RedisServerPath)
         {
             RedirectStandardOutput = true,
@@ -403,6 +442,7 @@ public sealed class RedisServer : IAsyncDisposable
             throw new IOException("redis-server did not start.");
         }
 
+        Live.TryAdd(process, 0);
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
         _process = process;
@@ -513,7 +553,12 @@ public sealed class RedisServer : IAsyncDisposable
             // Never started or already gone.
         }
 
-        _process?.Dispose();
+        if (_process is not null)
+        {
+            Live.TryRemove(_process, out _);
+            _process.Dispose();
+        }
+
         _process = null;
     }
 

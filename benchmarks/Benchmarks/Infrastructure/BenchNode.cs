@@ -40,6 +40,9 @@ internal sealed class BenchNode : IAsyncDisposable
         var builder = WebApplication.CreateSlimBuilder();
         builder.WebHost.UseUrls("http://127.0.0.1:0");
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = StartStopTimeout);
+        // The harness, not each node, owns the process: a node's default console lifetime would take SIGINT and SIGTERM
+        // for itself (stopping that node and keeping the process alive), so Ctrl+C or `kill` would not end a run.
+        builder.Services.AddSingleton<IHostLifetime, HarnessOwnedLifetime>();
         builder.Logging.ClearProviders();
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.Logging.AddFilter("SignalR.RedisStreams", LogLevel.Information);
@@ -99,4 +102,12 @@ internal sealed class BenchNode : IAsyncDisposable
             await _app.DisposeAsync();
         }
     }
+}
+
+/// <summary>A host lifetime that leaves the process's signals alone (see <see cref="BenchNode.StartAsync"/>).</summary>
+internal sealed class HarnessOwnedLifetime : IHostLifetime
+{
+    public Task WaitForStartAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
