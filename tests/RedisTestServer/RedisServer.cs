@@ -39,7 +39,7 @@ public sealed class RedisServer : IAsyncDisposable
     static RedisServer() => AppDomain.CurrentDomain.ProcessExit += (_, _) =>
     {
         KillLive();
-        GC.KeepAlive(SignalHandlers); // a registration that is collected stops handling its signal
+        GC.KeepAlive(SignalHandlers); // the field holds the registrations (one that is collected stops handling its signal)
     };
 
     private static void KillLive()
