@@ -98,8 +98,9 @@ public sealed class RedisCluster : IAsyncDisposable
     }
 
     /// <summary>Starts one node on <paramref name="port"/>, or on another free pair of ports if that one was taken
-    /// meanwhile: the bus port (+10000) lies in the ephemeral range, so an outgoing connection can take it between the
-    /// check and redis-server's bind ("Address already in use").</summary>
+    /// meanwhile ("Address already in use": something else can bind it between the check and redis-server's bind).
+    /// <see cref="ClusterPorts"/> keeps both ports below the ephemeral range, where outgoing connections take theirs; this
+    /// is the second guard.</summary>
     private static async Task<RedisServer> StartNodeAsync(int port, IReadOnlyCollection<int> chosen, TimeSpan timeout)
     {
         for (var attempt = 1; ; attempt++)

@@ -325,9 +325,7 @@ public sealed class RedisServer : IAsyncDisposable
                 // Already gone.
             }
 
-            Live.TryRemove(_process, out _);
-            _process.Dispose();
-            _process = null;
+            ReleaseProcess();
         }
 
         try
@@ -388,11 +386,7 @@ public sealed class RedisServer : IAsyncDisposable
 
     private async Task StartProcessAsync()
     {
-        if (_process is not null)
-        {
-            Live.TryRemove(_process, out _);
-            _process.Dispose();
-        }
+        ReleaseProcess();
         var startInfo = new ProcessStartInfo(RedisServerPath)
         {
             RedirectStandardOutput = true,
@@ -553,13 +547,18 @@ public sealed class RedisServer : IAsyncDisposable
             // Never started or already gone.
         }
 
+        ReleaseProcess();
+    }
+
+    /// <summary>Lets go of the current process object (no longer one to kill at exit), if any.</summary>
+    private void ReleaseProcess()
+    {
         if (_process is not null)
         {
             Live.TryRemove(_process, out _);
             _process.Dispose();
+            _process = null;
         }
-
-        _process = null;
     }
 
     private void AppendLog(string? line)

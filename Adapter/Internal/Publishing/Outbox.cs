@@ -153,6 +153,9 @@ internal sealed class Outbox
         }
     }
 
+    /// <summary>No packet is tracked any more. Under <see cref="_byAgeLock"/>.</summary>
+    private bool NothingTracked => _oldest is null && _byAge.IsEmpty;
+
     /// <summary>Runs while packets are tracked: every interval, gives up the packets waiting longer than the timeout.
     /// Packets are tracked in the order they arrived, so it stops at the first one still in time.</summary>
     private async Task SweepAsync()
@@ -173,7 +176,7 @@ internal sealed class Outbox
                         expired.Add(oldest);
                     }
                 }
-                idle = _oldest is null && _byAge.IsEmpty;
+                idle = NothingTracked;
             }
             foreach (var item in expired)
             {
@@ -188,7 +191,7 @@ internal sealed class Outbox
                 bool stillIdle;
                 lock (_byAgeLock)
                 {
-                    stillIdle = _oldest is null && _byAge.IsEmpty;
+                    stillIdle = NothingTracked;
                 }
                 if (stillIdle || Interlocked.CompareExchange(ref _sweeping, 1, 0) != 0)
                 {

@@ -76,13 +76,12 @@ internal sealed class ReplayWindow(TimeSpan window, int maxCount)
     /// order they were copied, so it is always the oldest chunk's).</summary>
     private void Release(PublishedEntry entry)
     {
-        if (_chunks.Count == 0
+        if (!_chunks.TryPeek(out var oldest)
             || !MemoryMarshal.TryGetArray(entry.Packet, out var segment)
-            || !ReferenceEquals(segment.Array, _chunks.Peek().Bytes))
+            || !ReferenceEquals(segment.Array, oldest.Bytes))
         {
             return;
         }
-        var oldest = _chunks.Peek();
         if (--oldest.Packets > 0)
         {
             return;

@@ -95,13 +95,7 @@ internal sealed class CellDeployment
             targets = [.. targets.Where(i => i % settings.ClientsPerServer < perServer)];
         }
 
-        DirectResidue = [.. Enumerable.Repeat(-1, clients.Count)];
-        for (var r = 0; r < targets.Length; r++)
-        {
-            DirectResidue[targets[r]] = r;
-        }
-
-        DirectProxies = [.. targets.Select(i => hub.Clients.Client(clients[i].ConnectionId))];
+        (DirectResidue, DirectProxies) = Address(targets);
 
         // One-node direct targets: the first oneNode clients of server 1 (none with a single server).
         var onServer1 = others > 0 ? Math.Min(settings.ClientsPerServer, clients.Count - settings.ClientsPerServer) : 0;
@@ -110,14 +104,20 @@ internal sealed class CellDeployment
             throw new InvalidOperationException($"{wanted} addressed clients do not fit on server 1 of {settings.ClientsPerServer} clients.");
         }
 
-        var oneNodeTargets = Enumerable.Range(settings.ClientsPerServer, oneNode ?? onServer1).ToArray();
-        OneNodeResidue = [.. Enumerable.Repeat(-1, clients.Count)];
-        for (var r = 0; r < oneNodeTargets.Length; r++)
-        {
-            OneNodeResidue[oneNodeTargets[r]] = r;
-        }
+        (OneNodeResidue, OneNodeProxies) = Address([.. Enumerable.Range(settings.ClientsPerServer, oneNode ?? onServer1)]);
 
-        OneNodeProxies = [.. oneNodeTargets.Select(i => hub.Clients.Client(clients[i].ConnectionId))];
+        // Direct sends to the clients at these indices, round-robin: each client's residue (its place in the list, -1
+        // when not in it) and a proxy per place.
+        (int[] Residue, IClientProxy[] Proxies) Address(int[] indices)
+        {
+            int[] residue = [.. Enumerable.Repeat(-1, clients.Count)];
+            for (var r = 0; r < indices.Length; r++)
+            {
+                residue[indices[r]] = r;
+            }
+
+            return (residue, [.. indices.Select(i => hub.Clients.Client(clients[i].ConnectionId))]);
+        }
     }
 
     public Subject Subject { get; }
