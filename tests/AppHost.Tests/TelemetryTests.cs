@@ -6,6 +6,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Text;
 using AppHost.Faults;
+using AppHost.Tests.Chaos;
 using AppHost.Tests.Infrastructure;
 using Aspire.Hosting;
 using Aspire.Hosting.ApplicationModel;
@@ -259,18 +260,12 @@ public sealed class TelemetryTests(TelemetryAppFixture app, ITestOutputHelper ou
     /// <summary>Stops Redis through the orchestrator, starts it again, and waits until Redis and every node are healthy.</summary>
     private async Task RestartRedisAsync()
     {
-        const string redis = "redis";
+        const string redis = AppFaults.Redis;
         var started = DateTimeOffset.UtcNow;
         using var deadline = new CancellationTokenSource(RestartTimeout);
         var oldPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, redis, deadline.Token);
 
-        var stop = await app.App.ResourceCommands.ExecuteCommandAsync(redis, KnownResourceCommands.StopCommand, deadline.Token);
-        Assert.True(stop.Success, "stop redis: " + stop.Message);
-        await app.App.ResourceNotifications.WaitForResourceAsync(redis, KnownResourceStates.TerminalStates, deadline.Token);
-
-        var start = await app.App.ResourceCommands.ExecuteCommandAsync(redis, KnownResourceCommands.StartCommand, deadline.Token);
-        Assert.True(start.Success, "start redis: " + start.Message);
-        await app.App.ResourceNotifications.WaitForResourceHealthyAsync(redis, deadline.Token);
+        await AppFaults.StopAndStartAsync(app.App, redis, deadline.Token);
         var newPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, redis, deadline.Token);
         Assert.NotEqual(oldPid, newPid);
 

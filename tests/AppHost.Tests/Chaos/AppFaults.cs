@@ -67,13 +67,18 @@ internal static class AppFaults
     }
 
     /// <summary>Starts a stopped resource and waits until it is healthy; should it not become healthy in time, the
-    /// failure says what it was doing (<see cref="StartDiagnostics"/>).</summary>
+    /// failure says what it was doing (<see cref="StartDiagnostics"/>, with its console output).</summary>
+    /// <remarks>The wait does not stop at a state in which the resource is unavailable: the start command returns
+    /// before the orchestrator reports the resource starting, so the state the wait sees first can still be the
+    /// stopped one the start was issued from (the likely cause of a fresh-clone CI failure of a cluster test: "Stopped waiting for
+    /// resource 'redis-1' to become healthy because it failed to start", 8 s into the test, with the kill before it
+    /// already seen through). A start that really fails runs into the deadline, and the diagnostics say why.</remarks>
     public static async Task StartAsync(DistributedApplication app, string resource, CancellationToken cancellationToken)
     {
         await ExecuteAsync(app, resource, KnownResourceCommands.StartCommand, cancellationToken);
         try
         {
-            await app.ResourceNotifications.WaitForResourceHealthyAsync(resource, cancellationToken);
+            await app.ResourceNotifications.WaitForResourceHealthyAsync(resource, WaitBehavior.WaitOnResourceUnavailable, cancellationToken);
         }
         catch (OperationCanceledException ex) when (cancellationToken.IsCancellationRequested)
         {
