@@ -1,4 +1,5 @@
 using System.Xml.Linq;
+using Benchmarks.Infrastructure;
 using Benchmarks.Scenarios;
 
 namespace Benchmarks.Tests;
@@ -28,7 +29,7 @@ public sealed class SweepReportTests
             }
         }
 
-        var markdown = SweepReport.Markdown(Settings, [], runs, [], TimeSpan.FromSeconds(1));
+        var markdown = SweepReport.Markdown(Settings, [], new WarmupOutcome(2, 0.012), runs, [], TimeSpan.FromSeconds(1));
         foreach (var cell in SweepScenario.Cells)
         {
             Assert.Contains($"### {cell.SweepTitle()} (deliveries/s)", markdown, StringComparison.Ordinal);
@@ -40,6 +41,7 @@ public sealed class SweepReportTests
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 6 | 50 | 500 | 1,000 | 0.50× | 1,000 | 500 |"));
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×)."));
         Assert.DoesNotContain("CORRECTNESS FAILURES", markdown, StringComparison.Ordinal);
+        Assert.Contains("2 warm-up passes (the JIT compiling 1.2% of the last", markdown, StringComparison.Ordinal);
 
         var svg = XDocument.Parse(SweepReport.Svg(Settings, runs));
         XNamespace ns = "http://www.w3.org/2000/svg";
@@ -57,7 +59,7 @@ public sealed class SweepReportTests
             new(2, Run(Cell.Direct, Subject.Microsoft, 1, 100, 100)),
         };
 
-        var markdown = SweepReport.Markdown(Settings, [], runs, ["2 nodes / direct / ours / run 1: lost 3"], TimeSpan.FromSeconds(1));
+        var markdown = SweepReport.Markdown(Settings, [], WarmupOutcome.None, runs, ["2 nodes / direct / ours / run 1: lost 3"], TimeSpan.FromSeconds(1));
         Assert.Contains("CORRECTNESS FAILURES (1 runs)", markdown, StringComparison.Ordinal);
         Assert.Contains("**3 / 0 / 0** · 0 / 0 / 0", markdown, StringComparison.Ordinal);
         Assert.True(runs[0].Run.Failed);

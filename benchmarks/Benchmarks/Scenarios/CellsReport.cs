@@ -12,7 +12,7 @@ internal static class CellsReport
 
     public static string Markdown(
         CellsSettings settings, IReadOnlyList<(Subject Subject, int Servers, int Clients, double ConnectSeconds, double StartSeconds)> setup,
-        (double Cores, double AllocatedBytesPerSecond) idle, IReadOnlyList<CellRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
+        (double Cores, double AllocatedBytesPerSecond) idle, WarmupOutcome warmup, IReadOnlyList<CellRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
     {
         var text = new StringBuilder();
         text.AppendLine("## Cells: what users run");
@@ -58,13 +58,17 @@ internal static class CellsReport
         text.AppendLine(
             $"6. **Publish path**: one more node per backplane with no clients (its own stream / channel prefix on the same Redis) sends " +
             $"64 B to `Clients.All` as fast as it can with {settings.PublishWindow} `SendAsync` in flight for {settings.PublishDuration.TotalSeconds:0.#} s " +
-            $"(ours: one idempotent-append Lua script with `XADD` per send; Microsoft: one `PUBLISH`); each repeat also runs " +
-            $"`redis-benchmark -P 16 -n {settings.RedisBenchmarkRequests} -q XADD cells-benchstream '*' f v` and `… PUBLISH cells-benchchannel x` " +
-            "against the same server, as child processes (redis-benchmark 7.0 has no built-in `-t xadd` test). Unit: sends.");
+            $"(ours: sends taken from the outbox in batches, one idempotent-append Lua script call per batch; Microsoft: one `PUBLISH` per send); " +
+            $"each repeat also runs `redis-benchmark -c {CellsSettings.RedisBenchmarkClients} -P {CellsSettings.RedisBenchmarkPipeline} " +
+            $"-n {settings.RedisBenchmarkRequests} -q XADD cells-benchstream '*' f v` and `… PUBLISH cells-benchchannel x` against the same " +
+            "server, as child processes (redis-benchmark 7.0 has no built-in `-t xadd` test). Unit: sends." +
+            (settings.PublishWindow == CellsSettings.RedisBenchmarkClients * CellsSettings.RedisBenchmarkPipeline
+                ? $" The node keeps as many sends in flight as redis-benchmark keeps commands ({CellsSettings.RedisBenchmarkClients} connections × {CellsSettings.RedisBenchmarkPipeline} pipelined), so both are compared at the same concurrency."
+                : ""));
         text.AppendLine();
         text.AppendLine(
             $"Max-rate runs send for {settings.MaxRateDuration.TotalSeconds:0.#} s and then wait until everything sent has arrived; the rate " +
-            $"is deliveries (or sends) divided by the time from the first send to the last arrival. {(settings.WarmupDuration > TimeSpan.Zero ? $"One warm-up run of {settings.WarmupDuration.TotalSeconds:0.#} s per cell and subject (checked for correctness, not counted), then " : "No warm-up; ")}" +
+            $"is deliveries (or sends) divided by the time from the first send to the last arrival. {(settings.WarmupDuration > TimeSpan.Zero ? $"Warm-up: one run of {settings.WarmupDuration.TotalSeconds:0.#} s per cell and subject in each pass (checked for correctness, not counted); {warmup.Describe()}. Then " : "No warm-up; ")}" +
             $"**{settings.Repeats} measured runs** per cell and subject; tables show the **median** of each metric. Sizes were chosen to " +
             $"keep `all` under ~10 minutes on 2 cores; this section took {elapsed.TotalSeconds:0} s.");
         text.AppendLine();

@@ -360,7 +360,7 @@ internal sealed partial class CellBench
             LockContentionsPerSend: contentions / (double)Math.Max(seq, 1));
     }
 
-    /// <summary><c>redis-benchmark -P 16 -n N -q</c> against the same server, as a child process; its requests/s.</summary>
+    /// <summary><c>redis-benchmark -c 50 -P 16 -n N -q</c> against the same server, as a child process; its requests/s.</summary>
     public async Task<CellRun> RedisBenchmarkAsync(Subject subject, int repeat)
     {
         var key = "cells-benchstream";
@@ -378,7 +378,9 @@ internal sealed partial class CellBench
                 RedirectStandardError = true,
                 UseShellExecute = false,
             };
-            foreach (var arg in new[] { "-h", "127.0.0.1", "-p", _redis.Port.ToString(CultureInfo.InvariantCulture), "-P", "16",
+            foreach (var arg in new[] { "-h", "127.0.0.1", "-p", _redis.Port.ToString(CultureInfo.InvariantCulture),
+                                        "-c", CellsSettings.RedisBenchmarkClients.ToString(CultureInfo.InvariantCulture),
+                                        "-P", CellsSettings.RedisBenchmarkPipeline.ToString(CultureInfo.InvariantCulture),
                                         "-n", _settings.RedisBenchmarkRequests.ToString(CultureInfo.InvariantCulture), "-q" }.Concat(command))
             {
                 startInfo.ArgumentList.Add(arg);

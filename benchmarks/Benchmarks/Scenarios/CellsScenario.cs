@@ -17,7 +17,9 @@ namespace Benchmarks.Scenarios;
 /// <param name="FanoutWindow">Sends in flight in the group and direct cells.</param>
 /// <param name="FixedRate">Broadcasts per second in the fixed-rate cell.</param>
 /// <param name="FixedRateDuration">How long the fixed-rate cell sends.</param>
-/// <param name="PublishWindow">Sends in flight (not yet returned) in the publish-path cell.</param>
+/// <param name="PublishWindow">Sends in flight (not yet returned) in the publish-path cell: by default as many as
+/// redis-benchmark, which it is compared with, keeps in flight (<see cref="RedisBenchmarkClients"/> connections ×
+/// <see cref="RedisBenchmarkPipeline"/> commands pipelined on each).</param>
 /// <param name="PublishDuration">How long a publish-path run sends.</param>
 /// <param name="RedisBenchmarkRequests"><c>redis-benchmark -n</c>.</param>
 /// <param name="IdleDuration">How long the process's idle CPU is measured before the cells; zero skips it.</param>
@@ -43,7 +45,7 @@ internal sealed record CellsSettings(
         MaxRateDuration: TimeSpan.FromSeconds(2), WarmupDuration: TimeSpan.FromSeconds(1), MaxMessagesPerRun: 1 << 21,
         BroadcastWindow: 64, FanoutWindow: 1024,
         FixedRate: 100, FixedRateDuration: TimeSpan.FromSeconds(5),
-        PublishWindow: 256, PublishDuration: TimeSpan.FromSeconds(2), RedisBenchmarkRequests: 100_000,
+        PublishWindow: RedisBenchmarkClients * RedisBenchmarkPipeline, PublishDuration: TimeSpan.FromSeconds(2), RedisBenchmarkRequests: 100_000,
         IdleDuration: TimeSpan.FromSeconds(2));
 
     public static CellsSettings Quick { get; } = Default with
@@ -71,6 +73,12 @@ internal sealed record CellsSettings(
         RedisBenchmarkRequests = 2_000,
         IdleDuration = TimeSpan.Zero,
     };
+
+    /// <summary><c>redis-benchmark -c</c> (its default, written out) in the publish-path cell.</summary>
+    public const int RedisBenchmarkClients = 50;
+
+    /// <summary><c>redis-benchmark -P</c> in the publish-path cell.</summary>
+    public const int RedisBenchmarkPipeline = 16;
 
     public int TotalClients => Servers * ClientsPerServer;
 }
@@ -192,6 +200,7 @@ internal static class CellsScenario
         var bench = new CellBench(settings, redis);
         var deployments = new List<CellDeployment>();
         var setup = new List<(Subject Subject, int Servers, int Clients, double ConnectSeconds, double StartSeconds)>();
+        var warmup = WarmupOutcome.None;
         (double Cores, double AllocatedBytesPerSecond) idle = (double.NaN, double.NaN);
         try
         {
@@ -227,13 +236,16 @@ internal static class CellsScenario
 
             if (settings.WarmupDuration > TimeSpan.Zero)
             {
-                foreach (var cell in Cells)
+                warmup = await Warmup.UntilJitSettlesAsync(async () =>
                 {
-                    foreach (var deployment in deployments.Where(d => d.Runs(cell)))
+                    foreach (var cell in Cells)
                     {
-                        bench.Record(await bench.RunAsync(deployment, cell, repeat: 0));
+                        foreach (var deployment in deployments.Where(d => d.Runs(cell)))
+                        {
+                            bench.Record(await bench.RunAsync(deployment, cell, repeat: 0));
+                        }
                     }
-                }
+                });
             }
 
             if (settings.IdleDuration > TimeSpan.Zero)
@@ -286,7 +298,7 @@ internal static class CellsScenario
         }
 
         var violations = bench.Runs.Where(r => r.Failed).Select(r => $"{r.Cell.Title()} / {r.Subject.Label()} / {r.RunName}: {r.Problems()}").ToList();
-        var markdown = CellsReport.Markdown(settings, setup, idle, bench.Runs, violations, clock.Elapsed);
+        var markdown = CellsReport.Markdown(settings, setup, idle, warmup, bench.Runs, violations, clock.Elapsed);
         var svg = CellsReport.Svg(settings, bench.Runs);
         return new CellsOutcome(markdown, svg, bench.Runs, violations);
     }

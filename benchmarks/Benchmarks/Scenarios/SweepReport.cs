@@ -9,7 +9,7 @@ internal static class SweepReport
 {
     private static readonly Subject[] Backplanes = [Subject.Ours, Subject.Microsoft];
 
-    public static string Markdown(SweepSettings settings, IReadOnlyList<SweepSetup> setup, IReadOnlyList<SweepRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
+    public static string Markdown(SweepSettings settings, IReadOnlyList<SweepSetup> setup, WarmupOutcome warmup, IReadOnlyList<SweepRun> runs, IReadOnlyList<string> violations, TimeSpan elapsed)
     {
         var nodeCounts = settings.NodeCounts;
         var (first, last) = (nodeCounts[0], nodeCounts[^1]);
@@ -61,7 +61,7 @@ internal static class SweepReport
         text.AppendLine(
             $"Runs send for {run.MaxRateDuration.TotalSeconds:0.#} s and then wait until everything sent has arrived. " +
             (run.WarmupDuration > TimeSpan.Zero
-                ? $"One warm-up run of {run.WarmupDuration.TotalSeconds:0.#} s per cell, backplane and node count (checked for correctness, not counted), then "
+                ? $"Warm-up: one run of {run.WarmupDuration.TotalSeconds:0.#} s per cell, backplane and node count in each pass (checked for correctness, not counted); {warmup.Describe()}. Then "
                 : "No warm-up; ") +
             $"**{run.Repeats} measured run(s)** each; tables show the **median**. Allocated bytes per send and CPU per delivery are of " +
             "the whole process (servers and clients; the idle clusters' keep-alives included, the same for every run), as in the cells. " +

@@ -96,6 +96,7 @@ internal static class SweepScenario
         var bench = new CellBench(settings.Run, redis);
         var runs = new List<SweepRun>();
         var setup = new List<SweepSetup>();
+        var warmup = WarmupOutcome.None;
         var id = Guid.NewGuid().ToString("N")[..6];
         // Every node count's two clusters stay up for the whole sweep, so that the node counts are interleaved too: a
         // node count measured first would otherwise always get the coldest process, and the sweep is about how the
@@ -130,13 +131,16 @@ internal static class SweepScenario
 
             if (settings.Run.WarmupDuration > TimeSpan.Zero)
             {
-                foreach (var (nodes, deployment) in deployments)
+                warmup = await Warmup.UntilJitSettlesAsync(async () =>
                 {
-                    foreach (var cell in Cells)
+                    foreach (var (nodes, deployment) in deployments)
                     {
-                        await MeasureAsync(nodes, deployment, cell, repeat: 0);
+                        foreach (var cell in Cells)
+                        {
+                            await MeasureAsync(nodes, deployment, cell, repeat: 0);
+                        }
                     }
-                }
+                });
             }
 
             for (var repeat = 1; repeat <= settings.Run.Repeats; repeat++)
@@ -167,7 +171,7 @@ internal static class SweepScenario
 
         var violations = runs.Where(r => r.Run.Failed).Select(r =>
             $"{r.Nodes} nodes / {r.Run.Cell.SweepTitle()} / {r.Run.Subject.Label()} / {r.Run.RunName}: {r.Run.Problems()}").ToList();
-        var markdown = SweepReport.Markdown(settings, setup, runs, violations, clock.Elapsed);
+        var markdown = SweepReport.Markdown(settings, setup, warmup, runs, violations, clock.Elapsed);
         var svg = SweepReport.Svg(settings, runs);
         return new SweepOutcome(markdown, svg, runs, violations);
     }
