@@ -85,10 +85,20 @@ internal sealed class HeldWrites(CoalescedWrites writes, TimeProvider time)
     private async Task<T> HoldWhileReadingAsync<T>(Task<T> read, CancellationToken stopping)
     {
         var left = MaxReadWait - time.GetElapsedTime(_since);
-        if (left <= TimeSpan.Zero || await Task.WhenAny(read, Task.Delay(left, time, stopping)) != read)
+        if (left > TimeSpan.Zero)
         {
-            await FlushAsync();
+            try
+            {
+                // The wait's timer goes away with the read's answer (the usual case), rather than firing later.
+                return await read.WaitAsync(left, time, stopping);
+            }
+            catch (Exception ex) when (ex is TimeoutException or OperationCanceledException)
+            {
+                // The bound is up (or the node is stopping) with the read still out, or the read itself failed so: the
+                // writes go out now either way, and the read's own outcome follows.
+            }
         }
+        await FlushAsync();
         return await read;
     }
 
