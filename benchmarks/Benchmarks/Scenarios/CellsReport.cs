@@ -97,6 +97,8 @@ internal static class CellsReport
         text.AppendLine();
         text.AppendLine("### Summary (medians)");
         text.AppendLine();
+        text.AppendLine("**ours / Microsoft** is the ratio of the two medians; **paired** takes the ratio within each repeat, where the two ran one right after the other, and gives the median of those ratios with their range: the machine's speed drifts from one repeat to the next, which moves both subjects of a repeat alike, so the paired ratio is the steadier of the two. For the fixed-rate cell both are of CPU used (lower is better).");
+        text.AppendLine();
         text.Append(Summary(runs));
         text.AppendLine();
 
@@ -177,8 +179,8 @@ internal static class CellsReport
 
     private static string Summary(IReadOnlyList<CellRun> runs)
     {
-        var table = new Markdown("cell", "unit", "ours", "Microsoft", "ceiling", "ours / Microsoft", "ours / ceiling", "p99 ms ours / Microsoft / ceiling",
-            "lost / dup / reordered");
+        var table = new Markdown("cell", "unit", "ours", "Microsoft", "ceiling", "ours / Microsoft", "paired: per repeat, median [range]", "ours / ceiling",
+            "p99 ms ours / Microsoft / ceiling", "lost / dup / reordered");
         foreach (var cell in CellsScenario.Cells.Where(c => c != Cell.PublishPath))
         {
             double Rate(CellRun r) => cell == Cell.Direct ? r.SendsPerSecond : r.DeliveriesPerSecond;
@@ -194,12 +196,12 @@ internal static class CellsReport
                 m = Median(runs, cell, Subject.Microsoft, r => r.Cores);
                 c = Median(runs, cell, Subject.Ceiling, r => r.Cores);
                 table.Row(cell.Title(), "CPU cores used (lower is better)", Stats.F(o, "0.00"), Stats.F(m, "0.00"), Stats.F(c, "0.00"),
-                    Stats.Ratio(o, m), Stats.Ratio(o, c), p99, correctness);
+                    Stats.Ratio(o, m), Paired(runs, cell, r => r.Cores), Stats.Ratio(o, c), p99, correctness);
                 continue;
             }
 
             table.Row(cell.Title(), cell == Cell.Direct ? "sends/s" : "deliveries/s", Stats.F(o, "#,0"), Stats.F(m, "#,0"), Stats.F(c, "#,0"),
-                Stats.Ratio(o, m), Stats.Ratio(o, c), p99, correctness);
+                Stats.Ratio(o, m), Paired(runs, cell, Rate), Stats.Ratio(o, c), p99, correctness);
         }
 
         var po = Median(runs, Cell.PublishPath, Subject.Ours, r => r.SendsPerSecond);
@@ -208,8 +210,28 @@ internal static class CellsReport
         var x = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkXadd, r => r.SendsPerSecond);
         var p = Median(runs, Cell.PublishPath, Subject.RedisBenchmarkPublish, r => r.SendsPerSecond);
         table.Row(Cell.PublishPath.Title(), "sends/s of one node", $"{Stats.F(po, "#,0")} ({Percent(po, x)} of redis-benchmark XADD)",
-            $"{Stats.F(pm, "#,0")} ({Percent(pm, p)} of redis-benchmark PUBLISH)", Stats.F(pc, "#,0"), Stats.Ratio(po, pm), Stats.Ratio(po, pc), "", "");
+            $"{Stats.F(pm, "#,0")} ({Percent(pm, p)} of redis-benchmark PUBLISH)", Stats.F(pc, "#,0"), Stats.Ratio(po, pm),
+            Paired(runs, Cell.PublishPath, r => r.SendsPerSecond), Stats.Ratio(po, pc), "", "");
         return table.ToString();
+    }
+
+    /// <summary>ours / Microsoft's within each measured repeat (the two run one right after the other), as the median over
+    /// the repeats and their range: "1.23× [1.10–1.40×]". A machine that speeds up or slows down from one repeat to the
+    /// next moves both subjects of a repeat alike, which this ratio cancels and the ratio of the two medians does not.</summary>
+    internal static string Paired(IReadOnlyList<CellRun> runs, Cell cell, Func<CellRun, double> metric)
+    {
+        var ratios = new List<double>();
+        foreach (var ours in runs.Where(r => r.Cell == cell && r.Subject == Subject.Ours && !r.Warmup))
+        {
+            if (runs.FirstOrDefault(r => r.Cell == cell && r.Subject == Subject.Microsoft && r.Repeat == ours.Repeat) is { } microsoft
+                && metric(ours) / metric(microsoft) is var ratio && double.IsFinite(ratio))
+            {
+                ratios.Add(ratio);
+            }
+        }
+        return ratios.Count == 0
+            ? "n/a"
+            : $"{Stats.Ratio(Stats.Median(ratios), 1)} [{ratios.Min().ToString("0.00", CultureInfo.InvariantCulture)}–{Stats.Ratio(ratios.Max(), 1)}]";
     }
 
     private static string PublishTable(IReadOnlyList<CellRun> runs)

@@ -39,11 +39,16 @@ internal static class ThroughputScenario
         var clusters = new[] { ours, microsoft };
 
         var round = 0;
-        foreach (var cluster in clusters)
+        // This scenario is the first of `all`: its process is fresh, so one round each would leave the first runs to
+        // the JIT (measured: 15k msg/s in run 1 against 31-35k in runs 2 and 3, for both backplanes).
+        var warmup = await Warmup.UntilJitSettlesAsync(async () =>
         {
-            var warm = await RunRoundAsync(cluster, ++round, settings.WarmupMessages, settings);
-            Console.WriteLine($"   warm-up {cluster.Backplane.Short()}: {Stats.F(warm.MessagesPerSecond, "0")} msg/s{(warm.Complete ? "" : " (INCOMPLETE)")}");
-        }
+            foreach (var cluster in clusters)
+            {
+                var warm = await RunRoundAsync(cluster, ++round, settings.WarmupMessages, settings);
+                Console.WriteLine($"   warm-up {cluster.Backplane.Short()}: {Stats.F(warm.MessagesPerSecond, "0")} msg/s{(warm.Complete ? "" : " (INCOMPLETE)")}");
+            }
+        });
 
         var results = clusters.ToDictionary(c => c.Backplane, _ => new List<RoundResult>());
         for (var repeat = 0; repeat < settings.Repeats; repeat++)
@@ -60,7 +65,7 @@ internal static class ThroughputScenario
             }
         }
 
-        return Report(settings, results[Backplane.RedisStreams], results[Backplane.MicrosoftPubSub]);
+        return Report(settings, warmup, results[Backplane.RedisStreams], results[Backplane.MicrosoftPubSub]);
     }
 
     internal static async Task<RoundResult> RunRoundAsync(Cluster cluster, int round, int messages, ThroughputSettings settings)
@@ -156,7 +161,7 @@ internal static class ThroughputScenario
         }
     }
 
-    private static string Report(ThroughputSettings settings, List<RoundResult> ours, List<RoundResult> microsoft)
+    private static string Report(ThroughputSettings settings, WarmupOutcome warmup, List<RoundResult> ours, List<RoundResult> microsoft)
     {
         double Med(List<RoundResult> rs, Func<RoundResult, double> f) => Stats.Median(rs.Select(f));
         string Row(string metric, Func<RoundResult, double> f, string format, string better)
@@ -172,7 +177,7 @@ internal static class ThroughputScenario
         text.AppendLine($"{settings.ClientsPerNode} WebSocket clients on each of 2 nodes ({settings.ClientsPerNode * 2} in all); node 0's `IHubContext` sends " +
                         $"{settings.Messages:N0} messages to `Clients.All` with at most {settings.InFlight} `SendAsync` in flight; the clock stops when every " +
                         $"client has every message. Latency = client arrival − timestamp taken just before `SendAsync` (includes queueing behind the " +
-                        $"{settings.InFlight} in flight). One warm-up round of {settings.WarmupMessages:N0} per backplane, then {settings.Repeats} runs each " +
+                        $"{settings.InFlight} in flight). Warm-up: one round of {settings.WarmupMessages:N0} per backplane in each pass; {warmup.Describe()}. Then {settings.Repeats} runs each " +
                         $"(alternating which backplane goes first); **median** of the runs. Redis without persistence.");
         text.AppendLine();
         text.AppendLine("| metric | ours (Redis Streams) | Microsoft (pub/sub) | ratio ours/Microsoft | better |");
