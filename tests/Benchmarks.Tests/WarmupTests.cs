@@ -29,6 +29,26 @@ public sealed class WarmupTests
     }
 
     [Fact]
+    public async Task A_quick_look_takes_the_one_pass_it_is_allowed()
+    {
+        var (jit, wall, passes) = (0.0, 0.0, 0);
+        var outcome = await Warmup.UntilJitSettlesAsync(
+            () =>
+            {
+                passes++;
+                jit += 5;
+                wall += 10;
+                return Task.CompletedTask;
+            },
+            () => (TimeSpan.FromSeconds(jit), TimeSpan.FromSeconds(wall)),
+            maxPasses: 1);
+
+        Assert.Equal(1, passes);
+        Assert.Equal(new WarmupOutcome(1, 0.5, 1), outcome);
+        Assert.Contains("at most 1,", outcome.Describe(), StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task A_pass_that_keeps_compiling_stops_after_the_most_passes()
     {
         // Each pass compiles methods no pass compiled before (dynamic methods, each compiled by the JIT on its first

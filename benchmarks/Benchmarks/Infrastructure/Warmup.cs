@@ -19,12 +19,13 @@ internal static class Warmup
     /// <summary>Most warm-up passes, settled or not.</summary>
     public const int MaxPasses = 4;
 
-    /// <summary>Runs <paramref name="pass"/> until a pass is settled or <see cref="MaxPasses"/> ran.</summary>
-    public static Task<WarmupOutcome> UntilJitSettlesAsync(Func<Task> pass)
-        => UntilJitSettlesAsync(pass, static () => (JitInfo.GetCompilationTime(), Stopwatch.GetElapsedTime(0)));
+    /// <summary>Runs <paramref name="pass"/> until a pass is settled or <paramref name="maxPasses"/> ran (the quick looks
+    /// of the benchmark take one).</summary>
+    public static Task<WarmupOutcome> UntilJitSettlesAsync(Func<Task> pass, int maxPasses = MaxPasses)
+        => UntilJitSettlesAsync(pass, static () => (JitInfo.GetCompilationTime(), Stopwatch.GetElapsedTime(0)), maxPasses);
 
     /// <summary>As above, with the JIT's total compilation time and a wall clock read from <paramref name="clocks"/>.</summary>
-    internal static async Task<WarmupOutcome> UntilJitSettlesAsync(Func<Task> pass, Func<(TimeSpan Jit, TimeSpan Wall)> clocks)
+    internal static async Task<WarmupOutcome> UntilJitSettlesAsync(Func<Task> pass, Func<(TimeSpan Jit, TimeSpan Wall)> clocks, int maxPasses = MaxPasses)
     {
         for (var passes = 1; ; passes++)
         {
@@ -34,22 +35,22 @@ internal static class Warmup
             var wall = after.Wall - before.Wall;
             var share = wall > TimeSpan.Zero ? (after.Jit - before.Jit) / wall : 0;
             Console.WriteLine($"   warm-up pass {passes}: {wall.TotalSeconds:0.0} s, {share * 100:0.#}% of it compiling");
-            if (share < SettledJitShare || passes == MaxPasses)
+            if (share < SettledJitShare || passes >= maxPasses)
             {
-                return new WarmupOutcome(passes, share);
+                return new WarmupOutcome(passes, share, maxPasses);
             }
         }
     }
 }
 
 /// <summary>How many warm-up passes ran, and the share of the last one's wall time the JIT spent compiling.</summary>
-internal sealed record WarmupOutcome(int Passes, double LastJitShare)
+internal sealed record WarmupOutcome(int Passes, double LastJitShare, int MaxPasses = Warmup.MaxPasses)
 {
     public static WarmupOutcome None { get; } = new(0, double.NaN);
 
     /// <summary>For the reports: "2 passes (the JIT compiling 3% of the last)".</summary>
     public string Describe() => Passes == 0
         ? "no warm-up"
-        : $"{Passes} warm-up pass{(Passes == 1 ? "" : "es")} (the JIT compiling {LastJitShare * 100:0.#}% of the last; passes repeat, at most {Warmup.MaxPasses}, " +
+        : $"{Passes} warm-up pass{(Passes == 1 ? "" : "es")} (the JIT compiling {LastJitShare * 100:0.#}% of the last; passes repeat, at most {MaxPasses}, " +
           $"until it is below {Warmup.SettledJitShare * 100:0}%)";
 }

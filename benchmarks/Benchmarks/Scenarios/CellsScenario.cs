@@ -54,6 +54,7 @@ internal sealed record CellsSettings(
         Repeats = 1,
         MaxRateDuration = TimeSpan.FromSeconds(1),
         WarmupDuration = TimeSpan.FromSeconds(0.5),
+        MaxWarmupPasses = 1,
         FixedRateDuration = TimeSpan.FromSeconds(2),
         PublishDuration = TimeSpan.FromSeconds(1),
         RedisBenchmarkRequests = 20_000,
@@ -79,6 +80,9 @@ internal sealed record CellsSettings(
 
     /// <summary><c>redis-benchmark -P</c> in the publish-path cell.</summary>
     public const int RedisBenchmarkPipeline = 16;
+
+    /// <summary>Most warm-up passes (<see cref="Warmup"/>): the quick look takes one.</summary>
+    public int MaxWarmupPasses { get; init; } = Warmup.MaxPasses;
 
     public int TotalClients => Servers * ClientsPerServer;
 }
@@ -245,7 +249,7 @@ internal static class CellsScenario
                             bench.Record(await bench.RunAsync(deployment, cell, repeat: 0));
                         }
                     }
-                });
+                }, settings.MaxWarmupPasses);
             }
 
             if (settings.IdleDuration > TimeSpan.Zero)

@@ -27,6 +27,7 @@ internal sealed record SweepSettings(IReadOnlyList<int> NodeCounts, int TotalCli
         Repeats = 1,
         MaxRateDuration = TimeSpan.FromSeconds(1),
         WarmupDuration = TimeSpan.FromSeconds(0.2),
+        MaxWarmupPasses = 1,
         IdleDuration = TimeSpan.Zero,
     });
 
@@ -140,7 +141,7 @@ internal static class SweepScenario
                             await MeasureAsync(nodes, deployment, cell, repeat: 0);
                         }
                     }
-                });
+                }, settings.Run.MaxWarmupPasses);
             }
 
             for (var repeat = 1; repeat <= settings.Run.Repeats; repeat++)

@@ -11,7 +11,10 @@ internal sealed record ThroughputSettings(int ClientsPerNode, int Messages, int 
 {
     public static ThroughputSettings Default { get; } = new(10, 20_000, 100, 20_000, 3, TimeSpan.FromSeconds(60));
 
-    public static ThroughputSettings Quick { get; } = new(3, 2_000, 100, 200, 1, TimeSpan.FromSeconds(30));
+    public static ThroughputSettings Quick { get; } = new(3, 2_000, 100, 200, 1, TimeSpan.FromSeconds(30)) { MaxWarmupPasses = 1 };
+
+    /// <summary>Most warm-up passes (<see cref="Warmup"/>): the quick look takes one.</summary>
+    public int MaxWarmupPasses { get; init; } = Warmup.MaxPasses;
 }
 
 /// <summary>Sends M messages to All from node 0's hub context (a bounded number in flight) and measures how long it
@@ -48,7 +51,7 @@ internal static class ThroughputScenario
                 var warm = await RunRoundAsync(cluster, ++round, settings.WarmupMessages, settings);
                 Console.WriteLine($"   warm-up {cluster.Backplane.Short()}: {Stats.F(warm.MessagesPerSecond, "0")} msg/s{(warm.Complete ? "" : " (INCOMPLETE)")}");
             }
-        });
+        }, settings.MaxWarmupPasses);
 
         var results = clusters.ToDictionary(c => c.Backplane, _ => new List<RoundResult>());
         for (var repeat = 0; repeat < settings.Repeats; repeat++)
