@@ -39,7 +39,9 @@ public sealed class SweepReportTests
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 2 | 150 | 1,000 | 2,000 | 0.50× | 1,000 | 500 |"));
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 3 | 100 | 900 | 1,800 | 0.50× | 1,000 | 500 |"));
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "| 6 | 50 | 500 | 1,000 | 0.50× | 1,000 | 500 |"));
-        Assert.Equal(SweepScenario.Cells.Count, Count(markdown, "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×)."));
+        // Microsoft's is twice ours in every run, so ours' flatness against Microsoft's, paired per repeat, is 1.
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown,
+            "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×); against Microsoft's, paired within each repeat: 1.00×."));
         Assert.DoesNotContain("CORRECTNESS FAILURES", markdown, StringComparison.Ordinal);
         Assert.Contains("2 warm-up passes (the JIT compiling 1.2% of the last", markdown, StringComparison.Ordinal);
 
@@ -48,6 +50,25 @@ public sealed class SweepReportTests
         Assert.Equal(ns + "svg", svg.Root!.Name);
         // One line per backplane and cell.
         Assert.Equal(2 * SweepScenario.Cells.Count, svg.Descendants(ns + "polyline").Count());
+    }
+
+    [Fact]
+    public void Flatness_against_Microsofts_is_paired_within_each_repeat()
+    {
+        // The machine runs repeat 2 three times as fast as repeat 1, for both backplanes at every node count. Ours /
+        // Microsoft's: repeat 1 1.5 at 2 nodes and 1.2 at 6 (0.8); repeat 2 1.5 and 1.5 (1.0); repeat 3 2.0 and 1.8 (0.9).
+        var runs = new List<SweepRun>();
+        foreach (var (repeat, scale, at2, at6) in new[] { (1, 1.0, 1.5, 1.2), (2, 3.0, 1.5, 1.5), (3, 1.0, 2.0, 1.8) })
+        {
+            runs.Add(new SweepRun(2, Run(Cell.Direct, Subject.Microsoft, repeat, 100 * scale, 1)));
+            runs.Add(new SweepRun(2, Run(Cell.Direct, Subject.Ours, repeat, 100 * scale * at2, 1)));
+            runs.Add(new SweepRun(6, Run(Cell.Direct, Subject.Microsoft, repeat, 100 * scale, 1)));
+            runs.Add(new SweepRun(6, Run(Cell.Direct, Subject.Ours, repeat, 100 * scale * at6, 1)));
+        }
+        runs.Add(new SweepRun(2, Run(Cell.Direct, Subject.Ours, 0, 1, 1))); // a warm-up: not counted
+
+        Assert.Equal(0.9, SweepReport.RelativeFlatness(runs, Cell.Direct, 2, 6), precision: 9);
+        Assert.True(double.IsNaN(SweepReport.RelativeFlatness(runs, Cell.Groups, 2, 6)));
     }
 
     [Fact]

@@ -68,7 +68,8 @@ internal static class SweepReport
             $"**Flatness** = ours at {last} nodes / ours at {first} nodes: 1.00× means a send costs the same however many nodes there " +
             $"are; below 1 it costs more with more nodes. All nodes share one process and 2 cores: more nodes means more receive " +
             "loops and connections to spread the same work over, not more CPU, so compare ours' flatness with Microsoft's rather than " +
-            $"with 1.00×. Sizes were chosen to keep the sweep within ~5 minutes on 2 cores; this section took {elapsed.TotalSeconds:0} s.");
+            "with 1.00×; the paired figure does that within each repeat, so that the machine's drift between node counts, which " +
+            $"moves both backplanes alike, drops out. Sizes were chosen to keep the sweep within ~5 minutes on 2 cores; this section took {elapsed.TotalSeconds:0} s.");
         text.AppendLine();
         text.AppendLine("Setup (clients connect 16 at a time, then join their groups one at a time through their own node): " + string.Join("; ", setup.Select(s =>
             string.Create(CultureInfo.InvariantCulture,
@@ -84,7 +85,8 @@ internal static class SweepReport
             var ours = Median(runs, cell, Subject.Ours, last, Rate) / Median(runs, cell, Subject.Ours, first, Rate);
             var microsoft = Median(runs, cell, Subject.Microsoft, last, Rate) / Median(runs, cell, Subject.Microsoft, first, Rate);
             text.AppendLine(CultureInfo.InvariantCulture,
-                $"Flatness: ours at {last} nodes / ours at {first} nodes = **{Factor(ours)}** (Microsoft's at {last} / at {first}: {Factor(microsoft)}).");
+                $"Flatness: ours at {last} nodes / ours at {first} nodes = **{Factor(ours)}** (Microsoft's at {last} / at {first}: {Factor(microsoft)}); " +
+                $"against Microsoft's, paired within each repeat: {Factor(RelativeFlatness(runs, cell, first, last))}.");
             text.AppendLine();
         }
 
@@ -110,6 +112,25 @@ internal static class SweepReport
     }
 
     private static double Rate(CellRun run) => run.DeliveriesPerSecond;
+
+    /// <summary>Ours' flatness against Microsoft's with the machine's drift taken out: per repeat, ours / Microsoft's at
+    /// <paramref name="last"/> nodes over ours / Microsoft's at <paramref name="first"/> (the two backplanes at one node
+    /// count run one right after the other; the node counts are further apart), the median over the repeats. 1.00×: adding
+    /// nodes costs ours what it costs Microsoft's.</summary>
+    internal static double RelativeFlatness(IReadOnlyList<SweepRun> runs, Cell cell, int first, int last)
+    {
+        double OursOverMicrosoft(int nodes, int repeat)
+        {
+            var pair = runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Repeat == repeat).Select(r => r.Run).ToList();
+            return pair.FirstOrDefault(r => r.Subject == Subject.Ours) is { } ours && pair.FirstOrDefault(r => r.Subject == Subject.Microsoft) is { } microsoft
+                ? Rate(ours) / Rate(microsoft)
+                : double.NaN;
+        }
+
+        return Stats.Median(runs.Where(r => r.Run.Cell == cell && !r.Run.Warmup).Select(r => r.Run.Repeat).Distinct()
+            .Select(repeat => OursOverMicrosoft(last, repeat) / OursOverMicrosoft(first, repeat))
+            .Where(double.IsFinite));
+    }
 
     private static string Factor(double value) => Stats.F(value, "0.00") + (double.IsNaN(value) ? "" : "×");
 
