@@ -220,18 +220,28 @@ internal static class CellsReport
     /// next moves both subjects of a repeat alike, which this ratio cancels and the ratio of the two medians does not.</summary>
     internal static string Paired(IReadOnlyList<CellRun> runs, Cell cell, Func<CellRun, double> metric)
     {
-        var ratios = new List<double>();
-        foreach (var ours in runs.Where(r => r.Cell == cell && r.Subject == Subject.Ours && !r.Warmup))
-        {
-            if (runs.FirstOrDefault(r => r.Cell == cell && r.Subject == Subject.Microsoft && r.Repeat == ours.Repeat) is { } microsoft
-                && metric(ours) / metric(microsoft) is var ratio && double.IsFinite(ratio))
-            {
-                ratios.Add(ratio);
-            }
-        }
+        var ratios = OursOverMicrosoftByRepeat(runs.Where(r => r.Cell == cell), metric).Values.ToList();
         return ratios.Count == 0
             ? "n/a"
             : $"{Stats.Ratio(Stats.Median(ratios), 1)} [{ratios.Min().ToString("0.00", CultureInfo.InvariantCulture)}–{Stats.Ratio(ratios.Max(), 1)}]";
+    }
+
+    /// <summary>Per measured repeat in which both ran (in <paramref name="runs"/>, all of one cell and setup): ours /
+    /// Microsoft's <paramref name="metric"/>, the two runs of a repeat having run one right after the other. Used by the
+    /// cells' paired ratio and the sweep's paired flatness.</summary>
+    internal static Dictionary<int, double> OursOverMicrosoftByRepeat(IEnumerable<CellRun> runs, Func<CellRun, double> metric)
+    {
+        var measured = runs.Where(r => !r.Warmup).ToList();
+        var byRepeat = new Dictionary<int, double>();
+        foreach (var ours in measured.Where(r => r.Subject == Subject.Ours))
+        {
+            if (measured.FirstOrDefault(r => r.Subject == Subject.Microsoft && r.Repeat == ours.Repeat) is { } microsoft
+                && metric(ours) / metric(microsoft) is var ratio && double.IsFinite(ratio))
+            {
+                byRepeat[ours.Repeat] = ratio;
+            }
+        }
+        return byRepeat;
     }
 
     private static string PublishTable(IReadOnlyList<CellRun> runs)

@@ -119,17 +119,11 @@ internal static class SweepReport
     /// nodes costs ours what it costs Microsoft's.</summary>
     internal static double RelativeFlatness(IReadOnlyList<SweepRun> runs, Cell cell, int first, int last)
     {
-        double OursOverMicrosoft(int nodes, int repeat)
-        {
-            var pair = runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Repeat == repeat).Select(r => r.Run).ToList();
-            return pair.FirstOrDefault(r => r.Subject == Subject.Ours) is { } ours && pair.FirstOrDefault(r => r.Subject == Subject.Microsoft) is { } microsoft
-                ? Rate(ours) / Rate(microsoft)
-                : double.NaN;
-        }
+        Dictionary<int, double> At(int nodes)
+            => CellsReport.OursOverMicrosoftByRepeat(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell).Select(r => r.Run), Rate);
 
-        return Stats.Median(runs.Where(r => r.Run.Cell == cell && !r.Run.Warmup).Select(r => r.Run.Repeat).Distinct()
-            .Select(repeat => OursOverMicrosoft(last, repeat) / OursOverMicrosoft(first, repeat))
-            .Where(double.IsFinite));
+        var atFirst = At(first);
+        return Stats.Median(At(last).Where(l => atFirst.ContainsKey(l.Key)).Select(l => l.Value / atFirst[l.Key]).Where(double.IsFinite));
     }
 
     private static string Factor(double value) => Stats.F(value, "0.00") + (double.IsNaN(value) ? "" : "×");
