@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using StackExchange.Redis;
+using RedisEntry = StackExchange.Redis.StreamEntry;
 
 namespace SignalR.RedisStreams.Internal;
 
@@ -165,19 +166,24 @@ internal sealed class StreamReadLoop
                 // When the streams were quiet before the last entry (or the last wait timed out), the read that would
                 // look for more right after it almost always finds nothing, so the reader waits at once. Should more
                 // be there after all, the blocking read answers at once too, with the earliest of it.
-                var looked = _quiet ? null : await _held.WhileReadingAsync(
-                    db.ExecuteAsync("XREAD", "COUNT", count, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor), _stopping);
-                var blocked = looked is null || looked.IsNull;
+                // The read without BLOCK goes through the client's typed XREAD, the blocking one (which the client does
+                // not offer) as a raw command. The client takes any raw command as one that may have changed the
+                // connection's database, and sends SELECT before the next command of a database: with the typed read
+                // that is once per wait, not before every read.
+                var (inbox, shared) = _quiet ? default : Split(await _held.WhileReadingAsync(
+                    db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count),
+                    _stopping));
+                var blocked = inbox is null && shared is null;
                 if (blocked)
                 {
                     // Nothing more to read now: what is held goes out before the reader waits.
                     await _held.FlushAsync();
                     count = 1;
+                    (inbox, shared) = Split(await db.ExecuteAsync(
+                        "XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor));
                 }
-                var result = blocked
-                    ? await db.ExecuteAsync("XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor)
-                    : looked!;
-                _quiet = blocked && result.IsNull;
+                var any = inbox is not null || shared is not null;
+                _quiet = blocked && !any;
                 if (attempt > 0)
                 {
                     Log.ReadRecovered(_node.Logger, _node.Keys.StreamName, attempt, _cursor);
@@ -185,7 +191,7 @@ internal sealed class StreamReadLoop
                     _recovered();
                 }
                 Volatile.Write(ref _lastReadOk, Stopwatch.GetTimestamp());
-                if (!result.IsNull)
+                if (any)
                 {
                     var before = _lastEntryMs;
                     _replyEntries = 0;
@@ -194,7 +200,7 @@ internal sealed class StreamReadLoop
                     var handled = false;
                     try
                     {
-                        await ProcessAsync(result, count);
+                        await ProcessAsync(inbox, shared, count);
                         handled = true;
                     }
                     finally
@@ -267,26 +273,64 @@ internal sealed class StreamReadLoop
            && ex.Message.Contains("inbound=", StringComparison.Ordinal)
            && !ex.Message.Contains("inbound=0KiB", StringComparison.Ordinal);
 
-    /// <summary>Handles an XREAD reply asked with COUNT <paramref name="count"/> (a stream that returned that many
-    /// entries may have more).</summary>
-    private async Task ProcessAsync(RedisResult result, int count)
+    /// <summary>The entries of each of the node's two streams in a typed XREAD reply (null: none).</summary>
+    private (RedisEntry[]? Inbox, RedisEntry[]? Shared) Split(RedisStream[] streams)
     {
-        // XREAD reply: [[stream, [[id, [field, value, ...]], ...]], ...], only the streams that had entries.
-        RedisResult[]? inbox = null;
-        RedisResult[]? shared = null;
-        foreach (var stream in (RedisResult[])result!)
+        RedisEntry[]? inbox = null;
+        RedisEntry[]? shared = null;
+        foreach (var stream in streams)
+        {
+            Take(stream.Key, stream.Entries, ref inbox, ref shared);
+        }
+        return (inbox, shared);
+    }
+
+    /// <summary>The same from a raw XREAD reply, <c>[[stream, [[id, [field, value, ...]], ...]], ...]</c> (only the
+    /// streams that had entries; nil when none had).</summary>
+    private (RedisEntry[]? Inbox, RedisEntry[]? Shared) Split(RedisResult reply)
+    {
+        RedisEntry[]? inbox = null;
+        RedisEntry[]? shared = null;
+        foreach (var stream in reply.IsNull ? [] : (RedisResult[])reply!)
         {
             var parts = (RedisResult[])stream!;
-            if (parts[0].ToString() == _inboxName)
+            var raw = (RedisResult[])parts[1]!;
+            var entries = new RedisEntry[raw.Length];
+            for (var e = 0; e < raw.Length; e++)
             {
-                inbox = (RedisResult[])parts[1]!;
+                var pair = (RedisResult[])raw[e]!;
+                var flat = (RedisResult[])pair[1]!;
+                var values = new NameValueEntry[flat.Length / 2];
+                for (var k = 0; k < values.Length; k++)
+                {
+                    values[k] = new NameValueEntry((RedisValue)flat[2 * k], (RedisValue)flat[2 * k + 1]);
+                }
+                entries[e] = new RedisEntry((RedisValue)pair[0], values);
+            }
+            Take((RedisKey)parts[0], entries, ref inbox, ref shared);
+        }
+        return (inbox, shared);
+    }
+
+    private void Take(RedisKey stream, RedisEntry[] entries, ref RedisEntry[]? inbox, ref RedisEntry[]? shared)
+    {
+        if (entries.Length > 0)
+        {
+            if (stream == _inbox)
+            {
+                inbox = entries;
             }
             else
             {
-                shared = (RedisResult[])parts[1]!;
+                shared = entries;
             }
         }
+    }
 
+    /// <summary>Handles an XREAD reply asked with COUNT <paramref name="count"/> (a stream that returned that many
+    /// entries may have more).</summary>
+    private async Task ProcessAsync(RedisEntry[]? inbox, RedisEntry[]? shared, int count)
+    {
         if (inbox is null || shared is null)
         {
             foreach (var raw in (inbox ?? shared ?? []))
@@ -302,16 +346,16 @@ internal sealed class StreamReadLoop
         var cut = StreamId.Max;
         if (inbox.Length >= count)
         {
-            cut = StreamId.Parse(IdOf(inbox[^1]));
+            cut = IdOf(inbox[^1]);
         }
-        if (shared.Length >= count && StreamId.Parse(IdOf(shared[^1])) is var sharedLast && sharedLast.CompareTo(cut) < 0)
+        if (shared.Length >= count && IdOf(shared[^1]) is var sharedLast && sharedLast.CompareTo(cut) < 0)
         {
             cut = sharedLast;
         }
         var i = 0;
         var j = 0;
-        var nextInbox = StreamId.Parse(IdOf(inbox[0]));
-        var nextShared = StreamId.Parse(IdOf(shared[0]));
+        var nextInbox = IdOf(inbox[0]);
+        var nextShared = IdOf(shared[0]);
         while (i < inbox.Length || j < shared.Length)
         {
             // A list that is done has Max as its next id, so the other one is taken.
@@ -323,22 +367,21 @@ internal sealed class StreamReadLoop
             if (fromInbox)
             {
                 await ProcessRawAsync(inbox[i++], inbox: true);
-                nextInbox = i < inbox.Length ? StreamId.Parse(IdOf(inbox[i])) : StreamId.Max;
+                nextInbox = i < inbox.Length ? IdOf(inbox[i]) : StreamId.Max;
             }
             else
             {
                 await ProcessRawAsync(shared[j++], inbox: false);
-                nextShared = j < shared.Length ? StreamId.Parse(IdOf(shared[j])) : StreamId.Max;
+                nextShared = j < shared.Length ? IdOf(shared[j]) : StreamId.Max;
             }
         }
     }
 
-    private static string IdOf(RedisResult raw) => ((RedisResult[])raw!)[0].ToString();
+    private static StreamId IdOf(RedisEntry entry) => StreamId.Parse(entry.Id.ToString());
 
-    private async Task ProcessRawAsync(RedisResult raw, bool inbox)
+    private async Task ProcessRawAsync(RedisEntry raw, bool inbox)
     {
-        var pair = (RedisResult[])raw!;
-        var id = pair[0].ToString();
+        var id = raw.Id.ToString();
         if (inbox)
         {
             _inboxCursor = id;
@@ -348,16 +391,17 @@ internal sealed class StreamReadLoop
             _cursor = id;
         }
         _node.Instruments.Received.Add(1);
-        var flat = (RedisResult[])pair[1]!;
-        if (_pairs.Length < flat.Length)
+        var values = raw.Values;
+        if (_pairs.Length < values.Length * 2)
         {
-            _pairs = new RedisValue[flat.Length];
+            _pairs = new RedisValue[values.Length * 2];
         }
-        for (var k = 0; k < flat.Length; k++)
+        for (var k = 0; k < values.Length; k++)
         {
-            _pairs[k] = (RedisValue)flat[k];
+            _pairs[2 * k] = values[k].Name;
+            _pairs[2 * k + 1] = values[k].Value;
         }
-        await ProcessEntryAsync(id, flat.Length, inbox ? _inboxSequences : _sequences, inbox);
+        await ProcessEntryAsync(id, values.Length * 2, inbox ? _inboxSequences : _sequences, inbox);
     }
 
     private async Task ProcessEntryAsync(string id, int pairCount, SequenceTracker sequences, bool inbox)
