@@ -180,22 +180,24 @@ internal static class IdempotentAppend
         bool wantIds = true, long expectedTotal = 0, bool exact = false)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
-        var inboxes = new List<string>();
-        foreach (var entry in entries)
+        List<string>? inboxes = null;
+        for (var e = 0; e < entries.Count; e++)
         {
-            if (entry.Channel.Length > 0 && !inboxes.Contains(entry.Channel))
+            var channel = entries[e].Channel;
+            if (channel.Length > 0 && !(inboxes ??= []).Contains(channel))
             {
-                inboxes.Add(entry.Channel);
+                inboxes.Add(channel);
             }
         }
-        var keyList = new RedisKey[5 + inboxes.Count * 2];
+        var inboxCount = inboxes?.Count ?? 0;
+        var keyList = new RedisKey[5 + inboxCount * 2];
         keyList[0] = keys.Epoch;
         keyList[1] = keys.Clock;
         keyList[2] = keys.Stream;
         keyList[3] = keys.Sequences;
-        for (var c = 0; c < inboxes.Count; c++)
+        for (var c = 0; c < inboxCount; c++)
         {
-            keyList[4 + c * 2] = keys.Inbox(inboxes[c]);
+            keyList[4 + c * 2] = keys.Inbox(inboxes![c]);
             keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
         }
         keyList[^1] = keys.Totals;
@@ -208,9 +210,10 @@ internal static class IdempotentAppend
         args[4] = wantIds ? 1 : 0;
         args[5] = entries.Count;
         var i = 6;
-        foreach (var entry in entries)
+        for (var e = 0; e < entries.Count; e++)
         {
-            args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes.IndexOf(entry.Channel);
+            var entry = entries[e];
+            args[i++] = entry.Channel.Length == 0 ? 1 : 2 + inboxes!.IndexOf(entry.Channel);
             args[i++] = entry.FirstSequence;
             args[i++] = entry.LastSequence;
             args[i++] = entry.Force ? 1 : 0;

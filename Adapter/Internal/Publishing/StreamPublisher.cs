@@ -540,7 +540,7 @@ internal sealed class StreamPublisher
     private List<PendingAppend> BuildEntries(int next, out List<(int Index, string Channel)>? forced)
     {
         forced = null;
-        var entries = new List<PendingAppend>();
+        var entries = new List<PendingAppend>(Math.Min(_b.Appends.Count - next, MaxPacketsPerEntry));
         _b.EntrySizes.Clear();
         var i = next;
         while (i < _b.Appends.Count)

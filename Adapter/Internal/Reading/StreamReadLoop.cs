@@ -174,15 +174,20 @@ internal sealed class StreamReadLoop
                     db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count),
                     _stopping));
                 var blocked = inbox is null && shared is null;
+                RedisResult[]? lone = null;
+                var loneInInbox = false;
                 if (blocked)
                 {
                     // Nothing more to read now: what is held goes out before the reader waits.
                     await _held.FlushAsync();
                     count = 1;
-                    (inbox, shared) = Split(await db.ExecuteAsync(
-                        "XREAD", "COUNT", count, "BLOCK", blockMs, "STREAMS", _inbox, _node.Keys.Stream, _inboxCursor, _cursor));
+                    var reply = await db.ExecuteAsync("XREAD", BlockingRead(blockMs));
+                    if (!TryLone(reply, out lone, out loneInInbox))
+                    {
+                        (inbox, shared) = Split(reply);
+                    }
                 }
-                var any = inbox is not null || shared is not null;
+                var any = lone is not null || inbox is not null || shared is not null;
                 _quiet = blocked && !any;
                 if (attempt > 0)
                 {
@@ -200,7 +205,7 @@ internal sealed class StreamReadLoop
                     var handled = false;
                     try
                     {
-                        await ProcessAsync(inbox, shared, count);
+                        await (lone is not null ? ProcessRawAsync(lone, loneInInbox) : ProcessAsync(inbox, shared, count));
                         handled = true;
                     }
                     finally
@@ -265,6 +270,20 @@ internal sealed class StreamReadLoop
         }
     }
 
+    private static readonly object One = 1;
+    private object? _blockMs;
+    private object? _inboxKey;
+    private object? _streamKey;
+
+    /// <summary>The arguments of the blocking XREAD (of one entry), the fixed ones boxed once.</summary>
+    private object[] BlockingRead(long blockMs)
+    {
+        _blockMs ??= blockMs;
+        _inboxKey ??= _inbox;
+        _streamKey ??= _node.Keys.Stream;
+        return ["COUNT", One, "BLOCK", _blockMs, "STREAMS", _inboxKey, _streamKey, _inboxCursor, _cursor];
+    }
+
     /// <summary>A timeout while the reply was arriving (bytes received, not all): StackExchange.Redis says so in its
     /// message ("Timeout awaiting response (..., inbound=3851KiB, ..."); anything else, or another wording, is not.</summary>
     private static bool IsReplyStillArriving(Exception ex)
@@ -327,6 +346,26 @@ internal sealed class StreamReadLoop
         }
     }
 
+    /// <summary>A raw XREAD reply of one entry (what a wait brings, nearly always): <c>[[stream, [[id, [field, value,
+    /// ...]]]]]</c>, handled as it is rather than first turned into the typed read's shape.</summary>
+    private bool TryLone(RedisResult reply, out RedisResult[]? entry, out bool inInbox)
+    {
+        entry = null;
+        inInbox = false;
+        if (reply.IsNull || (RedisResult[])reply! is not [var stream])
+        {
+            return false;
+        }
+        var parts = (RedisResult[])stream!;
+        if ((RedisResult[])parts[1]! is not [var only])
+        {
+            return false;
+        }
+        entry = (RedisResult[])only!;
+        inInbox = (RedisKey)parts[0] == _inbox;
+        return true;
+    }
+
     /// <summary>Handles an XREAD reply asked with COUNT <paramref name="count"/> (a stream that returned that many
     /// entries may have more).</summary>
     private async Task ProcessAsync(RedisEntry[]? inbox, RedisEntry[]? shared, int count)
@@ -379,9 +418,35 @@ internal sealed class StreamReadLoop
 
     private static StreamId IdOf(RedisEntry entry) => StreamId.Parse(entry.Id.ToString());
 
-    private async Task ProcessRawAsync(RedisEntry raw, bool inbox)
+    private Task ProcessRawAsync(RedisEntry raw, bool inbox)
     {
-        var id = raw.Id.ToString();
+        var id = Advance(raw.Id.ToString(), inbox);
+        var values = raw.Values;
+        var pairs = Pairs(values.Length * 2);
+        for (var k = 0; k < values.Length; k++)
+        {
+            pairs[2 * k] = values[k].Name;
+            pairs[2 * k + 1] = values[k].Value;
+        }
+        return ProcessEntryAsync(id, values.Length * 2, inbox ? _inboxSequences : _sequences, inbox);
+    }
+
+    /// <summary>The same for an entry of a raw reply, <c>[id, [field, value, ...]]</c>.</summary>
+    private Task ProcessRawAsync(RedisResult[] raw, bool inbox)
+    {
+        var id = Advance(raw[0].ToString(), inbox);
+        var flat = (RedisResult[])raw[1]!;
+        var pairs = Pairs(flat.Length);
+        for (var k = 0; k < flat.Length; k++)
+        {
+            pairs[k] = (RedisValue)flat[k];
+        }
+        return ProcessEntryAsync(id, flat.Length, inbox ? _inboxSequences : _sequences, inbox);
+    }
+
+    /// <summary>Moves the stream's cursor to the entry <paramref name="id"/> about to be handled.</summary>
+    private string Advance(string id, bool inbox)
+    {
         if (inbox)
         {
             _inboxCursor = id;
@@ -391,17 +456,16 @@ internal sealed class StreamReadLoop
             _cursor = id;
         }
         _node.Instruments.Received.Add(1);
-        var values = raw.Values;
-        if (_pairs.Length < values.Length * 2)
+        return id;
+    }
+
+    private RedisValue[] Pairs(int length)
+    {
+        if (_pairs.Length < length)
         {
-            _pairs = new RedisValue[values.Length * 2];
+            _pairs = new RedisValue[length];
         }
-        for (var k = 0; k < values.Length; k++)
-        {
-            _pairs[2 * k] = values[k].Name;
-            _pairs[2 * k + 1] = values[k].Value;
-        }
-        await ProcessEntryAsync(id, values.Length * 2, inbox ? _inboxSequences : _sequences, inbox);
+        return _pairs;
     }
 
     private async Task ProcessEntryAsync(string id, int pairCount, SequenceTracker sequences, bool inbox)
