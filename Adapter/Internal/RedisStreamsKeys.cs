@@ -29,7 +29,12 @@ internal sealed class RedisStreamsKeys
         _sequences = _base + ":seq";
         _totals = _base + ":seq-total";
         _connections = _base + ":connections";
+        SharedAppendKeys = [_epoch, _clock, Stream, _sequences, _totals];
     }
+
+    /// <summary>The append script's keys for a batch that goes to the shared stream only (see
+    /// <see cref="IdempotentAppend"/>): epoch, clock, stream, its sequence hash, totals. Shared: never written to.</summary>
+    public RedisKey[] SharedAppendKeys { get; }
 
     /// <summary>The stream itself.</summary>
     public RedisKey Stream => _base;

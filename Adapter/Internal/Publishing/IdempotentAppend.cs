@@ -190,17 +190,21 @@ internal static class IdempotentAppend
             }
         }
         var inboxCount = inboxes?.Count ?? 0;
-        var keyList = new RedisKey[5 + inboxCount * 2];
-        keyList[0] = keys.Epoch;
-        keyList[1] = keys.Clock;
-        keyList[2] = keys.Stream;
-        keyList[3] = keys.Sequences;
-        for (var c = 0; c < inboxCount; c++)
+        // A batch for the shared stream only names the same keys every time (never written to once built).
+        var keyList = inboxCount == 0 ? keys.SharedAppendKeys : new RedisKey[5 + inboxCount * 2];
+        if (inboxCount > 0)
         {
-            keyList[4 + c * 2] = keys.Inbox(inboxes![c]);
-            keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
+            keyList[0] = keys.Epoch;
+            keyList[1] = keys.Clock;
+            keyList[2] = keys.Stream;
+            keyList[3] = keys.Sequences;
+            for (var c = 0; c < inboxCount; c++)
+            {
+                keyList[4 + c * 2] = keys.Inbox(inboxes![c]);
+                keyList[5 + c * 2] = keys.InboxSequences(inboxes[c]);
+            }
+            keyList[^1] = keys.Totals;
         }
-        keyList[^1] = keys.Totals;
 
         var args = new RedisValue[8 + entries.Count * 5];
         args[0] = epoch;
