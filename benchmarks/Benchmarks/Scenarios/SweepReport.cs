@@ -25,9 +25,9 @@ internal static class SweepReport
             $"Does a send cost more as nodes are added? At each node count N ({order}), one cluster per backplane, **ours** and " +
             $"**Microsoft's**, each with N nodes and **{settings.TotalClients} WebSocket clients in all** ({settings.TotalClients} / N per node, " +
             $"the same total at every N). All {2 * nodeCounts.Count} clusters are up for the whole sweep on one private `redis-server` (no " +
-            "persistence; each cluster has its own stream / channel prefix) and run **interleaved**: per repeat, every node count runs " +
-            $"each cell for both backplanes, the node counts in the order {order} and ours first on odd repeats, {reverse} and " +
-            "Microsoft's first on even ones. Everything else is as in the cells scenario: the same process, clients and measurements; " +
+            "persistence; each cluster has its own stream / channel prefix) and run **interleaved**: per repeat, cell by cell, every " +
+            $"node count runs the cell for both backplanes, the node counts in the order {order} and ours first on odd repeats, {reverse} and " +
+            "Microsoft's first on even ones (so a cell's node counts run seconds apart, not a pass of the other cells apart). Everything else is as in the cells scenario: the same process, clients and measurements; " +
             $"every message comes from node 0's `IHubContext<BenchHub>` (64 B), round-robin over its targets with at most {run.FanoutWindow} " +
             "in flight (a slot frees when every recipient has it), and every client checks it gets each message addressed to it once, " +
             "in order, and only those.");

@@ -146,14 +146,17 @@ internal static class SweepScenario
 
             for (var repeat = 1; repeat <= settings.Run.Repeats; repeat++)
             {
-                // Alternate the order of the node counts (2, 3, 6 / 6, 3, 2) and of the backplanes (ours, Microsoft /
-                // Microsoft, ours), so a noisy neighbour or a warming process does not always hit the same one.
+                // Cell by cell, every node count and backplane one after the other: the flatness compares one cell's
+                // node counts, so they run seconds apart rather than a whole pass of the other cells apart (the
+                // machine's speed drifts). Alternate the order of the node counts (2, 3, 6 / 6, 3, 2) and of the
+                // backplanes (ours, Microsoft / Microsoft, ours), so a noisy neighbour or a warming process does not
+                // always hit the same one.
                 var odd = repeat % 2 == 1;
-                foreach (var nodes in odd ? settings.NodeCounts : Enumerable.Reverse(settings.NodeCounts))
+                foreach (var cell in Cells)
                 {
-                    var here = deployments.Where(d => d.Nodes == nodes).Select(d => d.Deployment).ToList();
-                    foreach (var cell in Cells)
+                    foreach (var nodes in odd ? settings.NodeCounts : Enumerable.Reverse(settings.NodeCounts))
                     {
+                        var here = deployments.Where(d => d.Nodes == nodes).Select(d => d.Deployment).ToList();
                         foreach (var deployment in odd ? here : Enumerable.Reverse(here))
                         {
                             await MeasureAsync(nodes, deployment, cell, repeat);
