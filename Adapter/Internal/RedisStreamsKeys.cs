@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using StackExchange.Redis;
 
 namespace SignalR.RedisStreams.Internal;
@@ -11,7 +12,7 @@ internal sealed class RedisStreamsKeys
 
     // The fixed keys, built once (every append names four of them), and the inbox keys of the nodes seen lately.
     private readonly RedisKey _epoch, _clock, _sequences, _totals, _connections;
-    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, (RedisKey Inbox, RedisKey Sequences)> _inboxes = new();
+    private readonly ConcurrentDictionary<string, (RedisKey Inbox, RedisKey Sequences)> _inboxes = new();
     private const int InboxesKept = 1024;
 
     /// <summary>The keys of the single stream of <paramref name="prefix"/> + <paramref name="streamName"/>.</summary>
