@@ -190,10 +190,15 @@ internal static class IdempotentAppend
             }
         }
         var inboxCount = inboxes?.Count ?? 0;
-        // A batch for the shared stream only names the same keys every time (never written to once built).
-        var keyList = inboxCount == 0 ? keys.SharedAppendKeys : new RedisKey[5 + inboxCount * 2];
-        if (inboxCount > 0)
+        RedisKey[] keyList;
+        if (inboxCount == 0)
         {
+            // A batch for the shared stream only names the same keys every time (never written to once built).
+            keyList = keys.SharedAppendKeys;
+        }
+        else
+        {
+            keyList = new RedisKey[5 + inboxCount * 2];
             keyList[0] = keys.Epoch;
             keyList[1] = keys.Clock;
             keyList[2] = keys.Stream;

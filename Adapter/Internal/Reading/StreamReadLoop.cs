@@ -84,6 +84,9 @@ internal sealed class StreamReadLoop
         _stopping = stopping;
         _inbox = node.Keys.Inbox(node.NodeId);
         _inboxName = _inbox.ToString();
+        _blockMs = (long)node.Options.ReadBlockTime.TotalMilliseconds;
+        _inboxKey = _inbox;
+        _streamKey = node.Keys.Stream;
         _held = new HeldWrites(new CoalescedWrites(node.Logger), TimeProvider.System);
     }
 
@@ -122,7 +125,6 @@ internal sealed class StreamReadLoop
     {
         var db = _readerDatabase();
         var attempt = 0;
-        var blockMs = (long)_node.Options.ReadBlockTime.TotalMilliseconds;
         while (!_stopping.IsCancellationRequested)
         {
             try
@@ -181,7 +183,7 @@ internal sealed class StreamReadLoop
                     // Nothing more to read now: what is held goes out before the reader waits.
                     await _held.FlushAsync();
                     count = 1;
-                    var reply = await db.ExecuteAsync("XREAD", BlockingRead(blockMs));
+                    var reply = await db.ExecuteAsync("XREAD", BlockingRead());
                     if (!TryLone(reply, out lone, out loneInInbox))
                     {
                         (inbox, shared) = Split(reply);
@@ -271,18 +273,14 @@ internal sealed class StreamReadLoop
     }
 
     private static readonly object One = 1;
-    private object? _blockMs;
-    private object? _inboxKey;
-    private object? _streamKey;
 
-    /// <summary>The arguments of the blocking XREAD (of one entry), the fixed ones boxed once.</summary>
-    private object[] BlockingRead(long blockMs)
-    {
-        _blockMs ??= blockMs;
-        _inboxKey ??= _inbox;
-        _streamKey ??= _node.Keys.Stream;
-        return ["COUNT", One, "BLOCK", _blockMs, "STREAMS", _inboxKey, _streamKey, _inboxCursor, _cursor];
-    }
+    // The blocking XREAD's fixed arguments, boxed once: its block time and the two streams' keys.
+    private readonly object _blockMs;
+    private readonly object _inboxKey;
+    private readonly object _streamKey;
+
+    /// <summary>The arguments of the blocking XREAD (of one entry).</summary>
+    private object[] BlockingRead() => ["COUNT", One, "BLOCK", _blockMs, "STREAMS", _inboxKey, _streamKey, _inboxCursor, _cursor];
 
     /// <summary>A timeout while the reply was arriving (bytes received, not all): StackExchange.Redis says so in its
     /// message ("Timeout awaiting response (..., inbound=3851KiB, ..."); anything else, or another wording, is not.</summary>
