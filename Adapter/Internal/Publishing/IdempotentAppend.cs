@@ -211,7 +211,7 @@ internal static class IdempotentAppend
             keyList[^1] = keys.Totals;
         }
 
-        var args = new RedisValue[8 + entries.Count * 5];
+        var args = RentArgs(8 + entries.Count * 5);
         args[0] = epoch;
         args[1] = node;
         args[2] = maxLength;
@@ -232,6 +232,7 @@ internal static class IdempotentAppend
         args[i] = exact ? 1 : 0;
 
         var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
+        ReturnArgs(args);
         var outcome = (AppendOutcome)(int)reply[0];
         if (outcome == AppendOutcome.EpochChanged)
         {
@@ -258,6 +259,26 @@ internal static class IdempotentAppend
             ids[k] = string.IsNullOrEmpty(id) ? null : id;
         }
         return new AppendResult(outcome, (long)reply[1], ids.Length, ids, total);
+    }
+
+    /// <summary>Batches of up to this many entries get their argument array from <see cref="FreeArgs"/>.</summary>
+    private const int PooledEntries = 16;
+
+    /// <summary>Argument arrays of append calls that were answered, one kept per length (a batch of n entries has 8 +
+    /// 5n arguments), cleared, so that a node appending at a steady pace does not build a new one for every call. An
+    /// array goes back only after its call was answered: after a failure the client may still hold it.</summary>
+    private static readonly RedisValue[]?[] FreeArgs = new RedisValue[]?[8 + PooledEntries * 5 + 1];
+
+    private static RedisValue[] RentArgs(int length)
+        => length < FreeArgs.Length && Interlocked.Exchange(ref FreeArgs[length], null) is { } free ? free : new RedisValue[length];
+
+    private static void ReturnArgs(RedisValue[] args)
+    {
+        if (args.Length < FreeArgs.Length)
+        {
+            Array.Clear(args); // no packet kept alive by an array that waits here
+            Volatile.Write(ref FreeArgs[args.Length], args);
+        }
     }
 }
 

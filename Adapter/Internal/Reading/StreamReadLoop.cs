@@ -238,6 +238,7 @@ internal sealed class StreamReadLoop
             {
                 // What was read before the failure goes out now, not after the retry.
                 await _held.FlushAsync();
+                _blockingArgs = null;
                 // Whatever failed (Redis, or a reply of an unexpected shape), the loop keeps its cursor and goes on.
                 attempt++;
                 _firstAttempt.TrySetResult();
@@ -279,8 +280,18 @@ internal sealed class StreamReadLoop
     private readonly object _inboxKey;
     private readonly object _streamKey;
 
-    /// <summary>The arguments of the blocking XREAD (of one entry).</summary>
-    private object[] BlockingRead() => ["COUNT", One, "BLOCK", _blockMs, "STREAMS", _inboxKey, _streamKey, _inboxCursor, _cursor];
+    // The blocking XREAD's argument array, reused from one wait to the next: only after a wait that was answered (the
+    // loop's error handler drops it, as the client may still hold the array of a read that failed).
+    private object[]? _blockingArgs;
+
+    /// <summary>The arguments of the blocking XREAD (of one entry), with the cursors as they are now.</summary>
+    private object[] BlockingRead()
+    {
+        var args = _blockingArgs ??= ["COUNT", One, "BLOCK", _blockMs, "STREAMS", _inboxKey, _streamKey, "", ""];
+        args[7] = _inboxCursor;
+        args[8] = _cursor;
+        return args;
+    }
 
     /// <summary>A timeout while the reply was arriving (bytes received, not all): StackExchange.Redis says so in its
     /// message ("Timeout awaiting response (..., inbound=3851KiB, ..."); anything else, or another wording, is not.</summary>

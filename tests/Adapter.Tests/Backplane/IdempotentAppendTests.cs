@@ -33,6 +33,20 @@ public sealed class IdempotentAppendTests(RedisServerFixture redis) : IClassFixt
     }
 
     [Fact]
+    public async Task Batches_of_one_size_one_after_another_each_append_their_own_packets()
+    {
+        // Calls of the same size take turns with one argument array: none may carry another's values.
+        for (var first = 1; first <= 9; first += 2)
+        {
+            var result = await IdempotentAppend.AppendAsync(Db, _keys, "e1", "node", Entries(first, first + 1), maxLength: 1000, wantIds: false);
+            Assert.Equal(AppendOutcome.Appended, result.Outcome);
+            Assert.Equal(2, result.Handled);
+        }
+
+        Assert.Equal(["1", "2", "3", "4", "5", "6", "7", "8", "9", "10"], await SequencesInStreamAsync());
+    }
+
+    [Fact]
     public async Task Retrying_a_batch_whose_reply_was_lost_appends_only_what_was_not_there()
     {
         await AppendAsync(Entries(1, 2));
