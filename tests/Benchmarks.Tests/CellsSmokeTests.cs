@@ -35,6 +35,16 @@ public sealed class CellsSmokeTests
                 Assert.Equal(0, run.Misdelivered);
                 Assert.Equal(0, run.SendFailures + run.Hung);
                 Assert.False(run.Stalled, $"{cell} / {subject} stalled");
+                if (subject == Subject.Ours)
+                {
+                    // Our nodes' own counts (their meters) are in every run: the reads it took, the messages per write.
+                    Assert.True(run.ReadsPerSend > 0, $"{cell}: reads per send {run.ReadsPerSend}");
+                    Assert.True(run.MessagesPerWrite >= 1, $"{cell}: messages per connection write {run.MessagesPerWrite}");
+                }
+                else
+                {
+                    Assert.True(double.IsNaN(run.ReadsPerSend) && double.IsNaN(run.MessagesPerWrite), $"{cell} / {subject} has no such counts");
+                }
             }
         }
 

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using System.Runtime.InteropServices;
 using Microsoft.AspNetCore.Connections.Abstractions;
 using Microsoft.AspNetCore.SignalR;
@@ -20,8 +21,10 @@ namespace SignalR.RedisStreams.Internal;
 /// flush, into one buffer that the connection's pipe copies from before the write returns, so one buffer serves every
 /// connection in turn (a write that waits keeps its buffer, and the reader takes another from a small pool). Used by one reader loop only (not thread-safe). Membership is applied when an entry is handled,
 /// not when its write goes out, so what each connection gets is what it would get written one by one.</para>
+/// <para>Each write started is counted in <c>writes</c> (when given): with the messages dispatched, how many messages a
+/// write carries.</para>
 /// </summary>
-internal sealed class CoalescedWrites(ILogger logger)
+internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = null)
 {
     /// <summary>Most bytes in one merged write: a quarter of the pause threshold of SignalR's pipe to the transport
     /// (64 KiB by default), so that a connection whose transport keeps up takes several merged writes without waiting.</summary>
@@ -120,7 +123,7 @@ internal sealed class CoalescedWrites(ILogger logger)
         SerializedHubMessage[] rest;
         try
         {
-            written = WriteRun(connection, _run.AsSpan(0, n), merge, _buffer, logger, out waiting);
+            written = WriteRun(connection, _run.AsSpan(0, n), merge, _buffer, logger, writes, out waiting);
             if (waiting is null)
             {
                 return;
@@ -132,7 +135,7 @@ internal sealed class CoalescedWrites(ILogger logger)
             Array.Clear(_run, 0, n);
         }
         // The write waits, and may copy from the buffer later: the buffer goes with it, to the rest of the messages.
-        (_writing ??= []).Add(WriteRestAsync(connection, waiting, rest, merge, _buffer, _buffers, logger));
+        (_writing ??= []).Add(WriteRestAsync(connection, waiting, rest, merge, _buffer, _buffers, logger, writes));
         _buffer = null;
     }
 
@@ -140,14 +143,15 @@ internal sealed class CoalescedWrites(ILogger logger)
     /// <paramref name="merge"/>) until a write does not complete at once; returns how many messages were written or
     /// started, and that write in <paramref name="waiting"/> (null: all completed).</summary>
     private static int WriteRun(
-        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> run, bool merge, byte[] buffer, ILogger logger, out Task? waiting)
+        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> run, bool merge, byte[] buffer, ILogger logger, Counter<long>? writes,
+        out Task? waiting)
     {
         waiting = null;
         if (!merge)
         {
             for (var k = 0; k < run.Length; k++)
             {
-                if (!Write(connection, run[k], logger, out waiting))
+                if (!Write(connection, run[k], logger, writes, out waiting))
                 {
                     return k + 1;
                 }
@@ -163,13 +167,13 @@ internal sealed class CoalescedWrites(ILogger logger)
             {
                 // Written as it is (SignalR handles a message it cannot serialize as it always does), after what is
                 // gathered.
-                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, out waiting))
+                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, writes, out waiting))
                 {
                     return k;
                 }
                 length = 0;
                 first = k + 1;
-                if (!Write(connection, run[k], logger, out waiting))
+                if (!Write(connection, run[k], logger, writes, out waiting))
                 {
                     return k + 1;
                 }
@@ -177,7 +181,7 @@ internal sealed class CoalescedWrites(ILogger logger)
             }
             if (length + bytes.Length > MaxMergedBytes)
             {
-                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, out waiting))
+                if (!WriteBuffered(connection, run[first..k], buffer, length, logger, writes, out waiting))
                 {
                     return k;
                 }
@@ -187,27 +191,29 @@ internal sealed class CoalescedWrites(ILogger logger)
             bytes.Span.CopyTo(buffer.AsSpan(length));
             length += bytes.Length;
         }
-        WriteBuffered(connection, run[first..], buffer, length, logger, out waiting);
+        WriteBuffered(connection, run[first..], buffer, length, logger, writes, out waiting);
         return run.Length;
     }
 
     /// <summary>Writes the buffer's messages as one; a single one is written as it is. True when it completed at once.</summary>
     private static bool WriteBuffered(
-        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> messages, byte[] buffer, int length, ILogger logger, out Task? waiting)
+        HubConnectionContext connection, ReadOnlySpan<SerializedHubMessage> messages, byte[] buffer, int length, ILogger logger, Counter<long>? writes,
+        out Task? waiting)
     {
         waiting = null;
         return messages.Length switch
         {
             0 => true,
-            1 => Write(connection, messages[0], logger, out waiting),
-            _ => Write(connection, new SerializedHubMessage([new SerializedMessage(connection.Protocol.Name, buffer.AsMemory(0, length))]), logger, out waiting),
+            1 => Write(connection, messages[0], logger, writes, out waiting),
+            _ => Write(connection, new SerializedHubMessage([new SerializedMessage(connection.Protocol.Name, buffer.AsMemory(0, length))]), logger, writes, out waiting),
         };
     }
 
     /// <summary>The rest of a connection's messages, after its write that waits: each merged write waits for the one
     /// before, so one buffer serves them all; it goes back to the pool at the end.</summary>
     private static async Task WriteRestAsync(
-        HubConnectionContext connection, Task waiting, SerializedHubMessage[] rest, bool merge, byte[] buffer, ArrayPool<byte> buffers, ILogger logger)
+        HubConnectionContext connection, Task waiting, SerializedHubMessage[] rest, bool merge, byte[] buffer, ArrayPool<byte> buffers, ILogger logger,
+        Counter<long>? writes)
     {
         try
         {
@@ -215,7 +221,7 @@ internal sealed class CoalescedWrites(ILogger logger)
             var from = 0;
             while (from < rest.Length)
             {
-                from += WriteRun(connection, rest.AsSpan(from), merge, buffer, logger, out var next);
+                from += WriteRun(connection, rest.AsSpan(from), merge, buffer, logger, writes, out var next);
                 if (next is not null)
                 {
                     await next;
@@ -258,8 +264,9 @@ internal sealed class CoalescedWrites(ILogger logger)
     }
 
     /// <summary>Starts a write; true when it completed at once, else the write in <paramref name="waiting"/>.</summary>
-    private static bool Write(HubConnectionContext connection, SerializedHubMessage message, ILogger logger, out Task? waiting)
+    private static bool Write(HubConnectionContext connection, SerializedHubMessage message, ILogger logger, Counter<long>? writes, out Task? waiting)
     {
+        writes?.Add(1);
         var write = WriteLoggedAsync(connection, message, logger, CancellationToken.None);
         if (write.IsCompletedSuccessfully)
         {

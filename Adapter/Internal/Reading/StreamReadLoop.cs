@@ -87,7 +87,7 @@ internal sealed class StreamReadLoop
         _blockMs = (long)node.Options.ReadBlockTime.TotalMilliseconds;
         _inboxKey = _inbox;
         _streamKey = node.Keys.Stream;
-        _held = new HeldWrites(new CoalescedWrites(node.Logger), TimeProvider.System);
+        _held = new HeldWrites(new CoalescedWrites(node.Logger, node.Instruments.ConnectionWrites), TimeProvider.System);
     }
 
     /// <summary>Completes once the reader reads from a concrete position: from then on, whatever any node appends
@@ -175,6 +175,10 @@ internal sealed class StreamReadLoop
                 var (inbox, shared) = _quiet ? default : Split(await _held.WhileReadingAsync(
                     db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count),
                     _stopping));
+                if (!_quiet)
+                {
+                    _node.Instruments.Reads.Add(1);
+                }
                 var blocked = inbox is null && shared is null;
                 RedisResult[]? lone = null;
                 var loneInInbox = false;
@@ -184,6 +188,7 @@ internal sealed class StreamReadLoop
                     await _held.FlushAsync();
                     count = 1;
                     var reply = await db.ExecuteAsync("XREAD", BlockingRead());
+                    _node.Instruments.Reads.Add(1);
                     if (!TryLone(reply, out lone, out loneInInbox))
                     {
                         (inbox, shared) = Split(reply);

@@ -26,6 +26,8 @@ internal sealed class BackplaneInstruments
         PublishRetries = Meter.CreateCounter<long>("signalr.redis_streams.publish_retries", "{attempt}", "Publish attempts that failed and were retried.");
         PublishFailures = Meter.CreateCounter<long>("signalr.redis_streams.publish_failures", "{entry}", "Sends that failed (outbox timeout or shutdown) and were not published.");
         ReadErrors = Meter.CreateCounter<long>("signalr.redis_streams.read_errors", "{error}", "Failed XREADs (retried).");
+        Reads = Meter.CreateCounter<long>("signalr.redis_streams.reads", "{read}", "XREADs of this node's streams that Redis answered, with BLOCK (a wait) or without, with entries or none.");
+        ConnectionWrites = Meter.CreateCounter<long>("signalr.redis_streams.connection_writes", "{write}", "Writes of what the node read to its connections; a write carries one message or several merged (dispatched / connection_writes = messages per write).");
         Restarts = Meter.CreateCounter<long>("signalr.redis_streams.redis_restarts_detected", "{restart}", "Times Redis was found restarted without its data.");
         Recovered = Meter.CreateCounter<long>("signalr.redis_streams.recovery.recovered", "{connection}", "Connections that recovered a session (connection-state recovery).");
         NotRecovered = Meter.CreateCounter<long>("signalr.redis_streams.recovery.not_recovered", "{connection}", "Connections that asked to recover a session and were told they were not recovered.");
@@ -50,6 +52,8 @@ internal sealed class BackplaneInstruments
     public Counter<long> PublishRetries { get; }
     public Counter<long> PublishFailures { get; }
     public Counter<long> ReadErrors { get; }
+    public Counter<long> Reads { get; }
+    public Counter<long> ConnectionWrites { get; }
     public Counter<long> Restarts { get; }
     public Counter<long> Recovered { get; }
     public Counter<long> NotRecovered { get; }

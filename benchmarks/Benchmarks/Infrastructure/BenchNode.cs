@@ -1,3 +1,4 @@
+using System.Diagnostics.Metrics;
 using Microsoft.AspNetCore.Builder;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Hosting.Server;
@@ -31,6 +32,9 @@ internal sealed class BenchNode : IAsyncDisposable
     public string HubUrl { get; }
 
     public IHubContext<BenchHub> HubContext { get; }
+
+    /// <summary>The host's meter factory: our backplane's instruments of this node come from it.</summary>
+    public IMeterFactory MeterFactory => _app.Services.GetRequiredService<IMeterFactory>();
 
     /// <summary>Builds and starts a node. <paramref name="name"/> isolates the cluster in the shared Redis: our stream
     /// name and key prefix, or Microsoft's channel prefix.</summary>

@@ -41,6 +41,10 @@ internal sealed class Cluster : IAsyncDisposable
 
     public IHubContext<BenchHub> Hub(int node) => _nodes[node].HubContext;
 
+    /// <summary>Our backplane's reads, connection writes and dispatched messages over this cluster's nodes (null for
+    /// Microsoft's backplane and for no backplane, which count nothing of the kind).</summary>
+    public AdapterCounters? Counters { get; private set; }
+
     /// <summary>Starts <paramref name="nodeCount"/> nodes and <paramref name="clientsPerNode"/> clients on each (connected
     /// <see cref="ConnectParallelism"/> at a time), then waits until a message sent to All from each node reaches every client.</summary>
     public static async Task<Cluster> StartAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log,
@@ -79,6 +83,10 @@ internal sealed class Cluster : IAsyncDisposable
         }
 
         var cluster = new Cluster(backplane, name, nodes, [.. clients.OfType<BenchClient>()]);
+        if (backplane == Backplane.RedisStreams)
+        {
+            cluster.Counters = new AdapterCounters(nodes.Select(n => n.MeterFactory));
+        }
         if (!await cluster.ProbeAsync(FormTimeout))
         {
             await cluster.DisposeAsync();
@@ -136,6 +144,7 @@ internal sealed class Cluster : IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        Counters?.Dispose();
         await Task.WhenAll(_clients.Select(c => c.DisposeAsync().AsTask()));
         // One node after another: Microsoft's lifetime manager unsubscribes synchronously when disposed, and many nodes
         // doing that at once block as many thread-pool threads on Redis replies that those threads would have to read

@@ -118,14 +118,14 @@ internal static class CellsReport
         text.AppendLine("<details><summary>Every run, in order (warm-ups are run 0; load = 1-minute load average when the run started)</summary>");
         text.AppendLine();
         var table = new Markdown("cell", "subject", "run", "load", "s", "sends", "deliveries / expected", "deliveries/s", "sends/s", "p50 ms", "p99 ms",
-            "B/send", "CPU µs/unit", "cores", "redis µs/unit", "lost", "dup", "reord", "misdel", "failed", "stale");
+            "B/send", "CPU µs/unit", "cores", "redis µs/unit", "reads/send", "msgs/write", "lost", "dup", "reord", "misdel", "failed", "stale");
         foreach (var r in runs)
         {
             table.Row(r.Cell.ToString(), r.Subject.Label(), r.Repeat.ToString(CultureInfo.InvariantCulture), r.Load, Stats.F(r.Seconds, "0.00"),
                 Stats.N(r.Sends), r.Cell == Cell.PublishPath ? "" : $"{Stats.N(r.Deliveries)} / {Stats.N(r.Expected)}",
                 Stats.F(r.DeliveriesPerSecond, "#,0"), Stats.F(r.SendsPerSecond, "#,0"), Stats.F(r.P50Ms, "0.0"), Stats.F(r.P99Ms, "0.0"),
                 Stats.F(r.AllocatedBytesPerSend, "#,0"), Stats.F(r.CpuMicrosPerDelivery, "0.00"), Stats.F(r.Cores, "0.00"),
-                Stats.F(r.RedisCpuMicrosPerDelivery, "0.00"), Stats.N(r.Lost), Stats.N(r.Duplicates), Stats.N(r.Reordered), Stats.N(r.Misdelivered),
+                Stats.F(r.RedisCpuMicrosPerDelivery, "0.00"), Stats.F(r.ReadsPerSend, "0.000"), Stats.F(r.MessagesPerWrite, "0.00"), Stats.N(r.Lost), Stats.N(r.Duplicates), Stats.N(r.Reordered), Stats.N(r.Misdelivered),
                 Stats.N(r.SendFailures + r.Hung) + (r.Stalled ? " STALLED" : "") + (r.Error is null ? "" : " " + r.Error), Stats.N(r.Stale));
         }
 
@@ -169,6 +169,8 @@ internal static class CellsReport
         Row("thread-pool work items per send (this process)", r => r.WorkItemsPerSend, "0.00", "lower");
         Row("lock contentions per send (this process)", r => r.LockContentionsPerSend, "0.000", "lower");
         Row("redis-server CPU per delivery (µs)", r => r.RedisCpuMicrosPerDelivery, "0.000", "lower");
+        Row("XREADs per send (ours: all nodes, from its meters)", r => r.ReadsPerSend, "0.000", "lower");
+        Row("messages per connection write (ours: dispatched / connection writes)", r => r.MessagesPerWrite, "0.00", "higher");
         table.Row([
             "lost / duplicated / reordered (all runs incl. warm-up)",
             .. Delivering.Select(s => Correctness(runs.Where(r => r.Cell == cell && r.Subject == s))),

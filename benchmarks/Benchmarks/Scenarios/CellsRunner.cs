@@ -272,6 +272,7 @@ internal sealed partial class CellBench
         // Thread-pool work items and lock contentions: each is a thread's hop or wait, which this VM makes expensive.
         var workItemsBefore = ThreadPool.CompletedWorkItemCount;
         var contentionsBefore = Monitor.LockContentionCount;
+        var countsBefore = deployment.Cluster.Counters?.Snapshot();
         var start = Stopwatch.GetTimestamp();
 
         var stalled = false;
@@ -316,6 +317,7 @@ internal sealed partial class CellBench
         }
 
         var drained = await DrainAsync(deployment, seq);
+        var countsAfter = deployment.Cluster.Counters?.Snapshot();
         var cpuAfter = Environment.CpuUsage.TotalTime;
         var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
         var contentions = Monitor.LockContentionCount - contentionsBefore;
@@ -357,7 +359,11 @@ internal sealed partial class CellBench
                 : (redisCpuAfter - redisCpuBefore) * 1e6 / units,
             Error: _state.FirstError,
             WorkItemsPerSend: workItems / (double)Math.Max(seq, 1),
-            LockContentionsPerSend: contentions / (double)Math.Max(seq, 1));
+            LockContentionsPerSend: contentions / (double)Math.Max(seq, 1),
+            ReadsPerSend: countsBefore is { } b && countsAfter is { } a ? (a.Reads - b.Reads) / (double)Math.Max(seq, 1) : double.NaN,
+            MessagesPerWrite: countsBefore is { } b2 && countsAfter is { } a2 && a2.Writes > b2.Writes
+                ? (a2.Dispatched - b2.Dispatched) / (double)(a2.Writes - b2.Writes)
+                : double.NaN);
     }
 
     /// <summary><c>redis-benchmark -c 50 -P 16 -n N -q</c> against the same server, as a child process; its requests/s.</summary>

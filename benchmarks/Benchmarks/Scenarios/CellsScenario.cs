@@ -145,7 +145,9 @@ internal sealed record CellRun(
     double RedisCpuMicrosPerDelivery,
     string? Error,
     double WorkItemsPerSend = double.NaN,
-    double LockContentionsPerSend = double.NaN)
+    double LockContentionsPerSend = double.NaN,
+    double ReadsPerSend = double.NaN,
+    double MessagesPerWrite = double.NaN)
 {
     public bool Warmup => Repeat == 0;
 

@@ -93,13 +93,14 @@ internal static class SweepReport
         text.AppendLine("<details><summary>Every run, in order (warm-ups are run 0; load = 1-minute load average when the run started)</summary>");
         text.AppendLine();
         var table = new Markdown("nodes", "cell", "backplane", "run", "load", "s", "sends", "deliveries / expected", "deliveries/s", "p50 ms", "p99 ms",
-            "B/send", "CPU µs/delivery", "cores", "redis µs/delivery", "lost", "dup", "reord", "misdel", "failed", "stale");
+            "B/send", "CPU µs/delivery", "cores", "redis µs/delivery", "reads/send", "msgs/write", "lost", "dup", "reord", "misdel", "failed", "stale");
         foreach (var (nodes, r) in runs)
         {
             table.Row(nodes.ToString(CultureInfo.InvariantCulture), r.Cell.SweepName(), r.Subject.Label(), r.Repeat.ToString(CultureInfo.InvariantCulture), r.Load,
                 Stats.F(r.Seconds, "0.00"), Stats.N(r.Sends), $"{Stats.N(r.Deliveries)} / {Stats.N(r.Expected)}", Stats.F(r.DeliveriesPerSecond, "#,0"),
                 Stats.F(r.P50Ms, "0.0"), Stats.F(r.P99Ms, "0.0"), Stats.F(r.AllocatedBytesPerSend, "#,0"), Stats.F(r.CpuMicrosPerDelivery, "0.00"),
-                Stats.F(r.Cores, "0.00"), Stats.F(r.RedisCpuMicrosPerDelivery, "0.00"), Stats.N(r.Lost), Stats.N(r.Duplicates), Stats.N(r.Reordered),
+                Stats.F(r.Cores, "0.00"), Stats.F(r.RedisCpuMicrosPerDelivery, "0.00"), Stats.F(r.ReadsPerSend, "0.000"), Stats.F(r.MessagesPerWrite, "0.00"),
+                Stats.N(r.Lost), Stats.N(r.Duplicates), Stats.N(r.Reordered),
                 Stats.N(r.Misdelivered), Stats.N(r.SendFailures + r.Hung) + (r.Stalled ? " STALLED" : "") + (r.Error is null ? "" : " " + r.Error), Stats.N(r.Stale));
         }
 
@@ -146,7 +147,8 @@ internal static class SweepReport
     private static string CellTable(SweepSettings settings, Cell cell, IReadOnlyList<SweepRun> runs)
     {
         var table = new Markdown("nodes", "clients per node", "ours", "Microsoft", "ours / Microsoft", "ours allocated B/send", "Microsoft allocated B/send",
-            "ours CPU µs/delivery", "Microsoft CPU µs/delivery", "thread-pool work items per send, ours / Microsoft", "ours p50 / p99 ms", "Microsoft p50 / p99 ms", "lost / dup / reordered, ours · Microsoft");
+            "ours CPU µs/delivery", "Microsoft CPU µs/delivery", "thread-pool work items per send, ours / Microsoft",
+            "ours: XREADs per send (all nodes) / messages per connection write", "ours p50 / p99 ms", "Microsoft p50 / p99 ms", "lost / dup / reordered, ours · Microsoft");
         foreach (var nodes in settings.NodeCounts)
         {
             double M(Subject subject, Func<CellRun, double> metric) => Median(runs, cell, subject, nodes, metric);
@@ -163,6 +165,7 @@ internal static class SweepReport
                 Stats.F(M(Subject.Ours, r => r.CpuMicrosPerDelivery), "0.00"),
                 Stats.F(M(Subject.Microsoft, r => r.CpuMicrosPerDelivery), "0.00"),
                 $"{Stats.F(M(Subject.Ours, r => r.WorkItemsPerSend), "0.00")} / {Stats.F(M(Subject.Microsoft, r => r.WorkItemsPerSend), "0.00")}",
+                $"{Stats.F(M(Subject.Ours, r => r.ReadsPerSend), "0.000")} / {Stats.F(M(Subject.Ours, r => r.MessagesPerWrite), "0.00")}",
                 Latency(Subject.Ours),
                 Latency(Subject.Microsoft),
                 string.Join(" · ", Backplanes.Select(s => CellsReport.Correctness(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == s).Select(r => r.Run)))));

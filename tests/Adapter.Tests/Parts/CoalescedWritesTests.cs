@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Diagnostics.Metrics;
 using System.IO.Pipelines;
 using Microsoft.AspNetCore.Connections;
 using Microsoft.AspNetCore.Connections.Abstractions;
@@ -73,7 +74,8 @@ public sealed class CoalescedWritesTests
     public async Task Past_the_size_limit_what_is_gathered_goes_out_and_gathering_starts_again_in_order()
     {
         var connection = new Connection(new JsonHubProtocol());
-        var writes = new CoalescedWrites(NullLogger.Instance);
+        using var counted = new WriteCounter();
+        var writes = new CoalescedWrites(NullLogger.Instance, counted.Counter);
         var padding = new string('x', (CoalescedWrites.MaxMergedBytes / 2) - 512);
 
         for (var i = 1; i <= 5; i++)
@@ -86,6 +88,7 @@ public sealed class CoalescedWritesTests
 
         // Just under half the limit each: two fit in one write, so 5 messages take 3 writes.
         Assert.Equal(3, connection.Writes);
+        Assert.Equal(3, counted.Total);
         Assert.Equal("1,2,3,4,5", await received);
     }
 
@@ -94,7 +97,8 @@ public sealed class CoalescedWritesTests
     {
         var slow = new Connection(new JsonHubProtocol());
         var fast = new Connection(new JsonHubProtocol());
-        var writes = new CoalescedWrites(NullLogger.Instance);
+        using var counted = new WriteCounter();
+        var writes = new CoalescedWrites(NullLogger.Instance, counted.Counter);
         var padding = new string('x', (CoalescedWrites.MaxMergedBytes / 2) - 512);
 
         // 20 messages of just under half the limit: 10 merged writes, about 160 KiB, past the pipe's pause threshold
@@ -123,6 +127,9 @@ public sealed class CoalescedWritesTests
         await writes.FlushAsync().AsTask().WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(11, slow.Writes);
         Assert.Equal("21,22", await slow.ReceivedAsync(2));
+
+        // Every write was counted, those made after a wait included.
+        Assert.Equal(slow.Writes + fast.Writes, counted.Total);
     }
 
     [Fact]
@@ -256,5 +263,37 @@ public sealed class CoalescedWritesTests
         public Type GetReturnType(string invocationId) => typeof(object);
 
         public Type GetStreamItemType(string streamId) => typeof(object);
+    }
+
+    /// <summary>A counter of writes, as the node's meter has one, summed by a listener.</summary>
+    private sealed class WriteCounter : IDisposable
+    {
+        private readonly Meter _meter = new("coalesced-writes-test-" + Guid.NewGuid().ToString("N"));
+        private readonly MeterListener _listener = new();
+        private long _total;
+
+        public WriteCounter()
+        {
+            Counter = _meter.CreateCounter<long>("writes");
+            _listener.InstrumentPublished = (instrument, listener) =>
+            {
+                if (instrument.Meter == _meter)
+                {
+                    listener.EnableMeasurementEvents(instrument);
+                }
+            };
+            _listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref _total, value));
+            _listener.Start();
+        }
+
+        public Counter<long> Counter { get; }
+
+        public long Total => Interlocked.Read(ref _total);
+
+        public void Dispose()
+        {
+            _listener.Dispose();
+            _meter.Dispose();
+        }
     }
 }
