@@ -317,7 +317,10 @@ internal sealed partial class CellBench
         }
 
         var drained = await DrainAsync(deployment, seq);
-        var countsAfter = deployment.Cluster.Counters?.Snapshot();
+        // Our nodes' reads, connection writes and dispatched messages during the run (none for the other subjects).
+        var counts = countsBefore is { } before && deployment.Cluster.Counters?.Snapshot() is { } after
+            ? (Reads: after.Reads - before.Reads, Writes: after.Writes - before.Writes, Dispatched: after.Dispatched - before.Dispatched)
+            : default((long Reads, long Writes, long Dispatched)?);
         var cpuAfter = Environment.CpuUsage.TotalTime;
         var workItems = ThreadPool.CompletedWorkItemCount - workItemsBefore;
         var contentions = Monitor.LockContentionCount - contentionsBefore;
@@ -360,10 +363,8 @@ internal sealed partial class CellBench
             Error: _state.FirstError,
             WorkItemsPerSend: workItems / (double)Math.Max(seq, 1),
             LockContentionsPerSend: contentions / (double)Math.Max(seq, 1),
-            ReadsPerSend: countsBefore is { } b && countsAfter is { } a ? (a.Reads - b.Reads) / (double)Math.Max(seq, 1) : double.NaN,
-            MessagesPerWrite: countsBefore is { } b2 && countsAfter is { } a2 && a2.Writes > b2.Writes
-                ? (a2.Dispatched - b2.Dispatched) / (double)(a2.Writes - b2.Writes)
-                : double.NaN);
+            ReadsPerSend: counts is { } c ? c.Reads / (double)Math.Max(seq, 1) : double.NaN,
+            MessagesPerWrite: counts is { Writes: > 0 } w ? w.Dispatched / (double)w.Writes : double.NaN);
     }
 
     /// <summary><c>redis-benchmark -c 50 -P 16 -n N -q</c> against the same server, as a child process; its requests/s.</summary>

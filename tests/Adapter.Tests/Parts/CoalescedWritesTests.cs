@@ -7,6 +7,7 @@ using Microsoft.AspNetCore.SignalR;
 using Microsoft.AspNetCore.SignalR.Protocol;
 using Microsoft.Extensions.Logging.Abstractions;
 using SignalR.RedisStreams.Internal;
+using SignalR.RedisStreams.Tests.Backplane;
 
 namespace SignalR.RedisStreams.Tests.Parts;
 
@@ -265,34 +266,32 @@ public sealed class CoalescedWritesTests
         public Type GetStreamItemType(string streamId) => typeof(object);
     }
 
-    /// <summary>A counter of writes, as the node's meter has one, summed by a listener.</summary>
+    /// <summary>A connection-writes counter on a meter built the way a node builds its own (the backplane's meter name,
+    /// tagged with a node id of its own), summed by the tests' <see cref="CounterTotal"/>.</summary>
     private sealed class WriteCounter : IDisposable
     {
-        private readonly Meter _meter = new("coalesced-writes-test-" + Guid.NewGuid().ToString("N"));
-        private readonly MeterListener _listener = new();
-        private long _total;
+        private const string Instrument = "signalr.redis_streams.connection_writes";
+        private readonly Meter _meter;
+        private readonly CounterTotal _total;
 
         public WriteCounter()
         {
-            Counter = _meter.CreateCounter<long>("writes");
-            _listener.InstrumentPublished = (instrument, listener) =>
+            var node = "coalesced-writes-test-" + Guid.NewGuid().ToString("N");
+            _meter = new Meter(new MeterOptions(RedisStreamsTelemetry.MeterName)
             {
-                if (instrument.Meter == _meter)
-                {
-                    listener.EnableMeasurementEvents(instrument);
-                }
-            };
-            _listener.SetMeasurementEventCallback<long>((_, value, _, _) => Interlocked.Add(ref _total, value));
-            _listener.Start();
+                Tags = [new KeyValuePair<string, object?>("signalr.redis_streams.node", node)],
+            });
+            Counter = _meter.CreateCounter<long>(Instrument);
+            _total = new CounterTotal(Instrument, node);
         }
 
         public Counter<long> Counter { get; }
 
-        public long Total => Interlocked.Read(ref _total);
+        public long Total => _total.Total;
 
         public void Dispose()
         {
-            _listener.Dispose();
+            _total.Dispose();
             _meter.Dispose();
         }
     }
