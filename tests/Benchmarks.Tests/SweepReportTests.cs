@@ -42,6 +42,11 @@ public sealed class SweepReportTests
         // Microsoft's is twice ours in every run, so ours' flatness against Microsoft's, paired per repeat, is 1.
         Assert.Equal(SweepScenario.Cells.Count, Count(markdown,
             "Flatness: ours at 6 nodes / ours at 2 nodes = **0.50×** (Microsoft's at 6 / at 2: 0.50×); against Microsoft's, paired within each repeat: 1.00×."));
+        // Ours 1,000 → 500 deliveries/s (1,000 → 2,000 µs per delivery), Microsoft's 2,000 → 1,000 (500 → 1,000 µs); per
+        // repeat the rates are scaled by 0.5, 1 and 3, so ours' addition less Microsoft's is 1,000, 500 and 166.67 µs.
+        Assert.Equal(SweepScenario.Cells.Count, Count(markdown,
+            "Added per delivery from 2 to 6 nodes: time (1 / rate) ours +1,000.00 µs, Microsoft's +500.00 µs; ours' addition less Microsoft's, " +
+            "paired within each repeat: +500.00 µs [+166.67 µs to +1,000.00 µs]; CPU ours 0.00 µs, Microsoft's 0.00 µs."));
         Assert.DoesNotContain("CORRECTNESS FAILURES", markdown, StringComparison.Ordinal);
         Assert.Contains("2 warm-up passes (the JIT compiling 1.2% of the last", markdown, StringComparison.Ordinal);
 
@@ -69,6 +74,12 @@ public sealed class SweepReportTests
 
         Assert.Equal(0.9, SweepReport.RelativeFlatness(runs, Cell.Direct, 2, 6), precision: 9);
         Assert.True(double.IsNaN(SweepReport.RelativeFlatness(runs, Cell.Groups, 2, 6)));
+
+        // Per delivery (1 / rate), repeat 1: ours 1e6/150 → 1e6/120 (+1,666.67 µs), Microsoft's none; repeat 2: ours
+        // 1e6/450 at both; repeat 3: ours 1e6/200 → 1e6/180 (+555.56 µs). The warm-up counts for nothing.
+        var added = SweepReport.AddedTimeOursLessMicrosofts(runs, Cell.Direct, 2, 6);
+        Assert.Equal([1e6 / 120 - 1e6 / 150, 0, 1e6 / 180 - 1e6 / 200], added, (a, b) => Math.Abs(a - b) < 1e-6);
+        Assert.Empty(SweepReport.AddedTimeOursLessMicrosofts(runs, Cell.Groups, 2, 6));
     }
 
     [Fact]

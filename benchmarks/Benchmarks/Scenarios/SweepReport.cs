@@ -88,6 +88,13 @@ internal static class SweepReport
                 $"Flatness: ours at {last} nodes / ours at {first} nodes = **{Factor(ours)}** (Microsoft's at {last} / at {first}: {Factor(microsoft)}); " +
                 $"against Microsoft's, paired within each repeat: {Factor(RelativeFlatness(runs, cell, first, last))}.");
             text.AppendLine();
+            var paired = AddedTimeOursLessMicrosofts(runs, cell, first, last);
+            text.AppendLine(
+                $"Added per delivery from {first} to {last} nodes: time (1 / rate) ours {Micros(AddedTime(runs, cell, Subject.Ours, first, last))}, " +
+                $"Microsoft's {Micros(AddedTime(runs, cell, Subject.Microsoft, first, last))}; ours' addition less Microsoft's, paired within each repeat: " +
+                (paired.Count == 0 ? "n/a" : $"{Micros(Stats.Median(paired))} [{Micros(paired.Min())} to {Micros(paired.Max())}]") +
+                $"; CPU ours {Micros(AddedCpu(runs, cell, Subject.Ours, first, last))}, Microsoft's {Micros(AddedCpu(runs, cell, Subject.Microsoft, first, last))}.");
+            text.AppendLine();
         }
 
         text.AppendLine("<details><summary>Every run, in order (warm-ups are run 0; load = 1-minute load average when the run started)</summary>");
@@ -126,6 +133,40 @@ internal static class SweepReport
         var atFirst = At(first);
         return Stats.Median(At(last).Where(l => atFirst.ContainsKey(l.Key)).Select(l => l.Value / atFirst[l.Key]).Where(double.IsFinite));
     }
+
+    /// <summary>What going from <paramref name="first"/> to <paramref name="last"/> nodes adds to the time a delivery takes
+    /// (1 / rate: the machine's time per delivery, in µs), from the medians. The flatness is the ratio of the two times,
+    /// so the same addition makes a backplane that is faster at <paramref name="first"/> nodes look less flat; this is
+    /// the addition itself.</summary>
+    internal static double AddedTime(IReadOnlyList<SweepRun> runs, Cell cell, Subject subject, int first, int last)
+        => 1e6 / Median(runs, cell, subject, last, Rate) - 1e6 / Median(runs, cell, subject, first, Rate);
+
+    /// <summary>What going from <paramref name="first"/> to <paramref name="last"/> nodes adds to the process CPU per
+    /// delivery (µs), from the medians.</summary>
+    internal static double AddedCpu(IReadOnlyList<SweepRun> runs, Cell cell, Subject subject, int first, int last)
+        => Median(runs, cell, subject, last, r => r.CpuMicrosPerDelivery) - Median(runs, cell, subject, first, r => r.CpuMicrosPerDelivery);
+
+    /// <summary>Per measured repeat in which both backplanes ran at both node counts: ours' added time per delivery (see
+    /// <see cref="AddedTime"/>) less Microsoft's, each from that repeat's runs (below 0: adding nodes costs ours less).</summary>
+    internal static List<double> AddedTimeOursLessMicrosofts(IReadOnlyList<SweepRun> runs, Cell cell, int first, int last)
+    {
+        double? At(Subject subject, int nodes, int repeat)
+            => runs.FirstOrDefault(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == subject && r.Run.Repeat == repeat && !r.Run.Warmup)?.Run.DeliveriesPerSecond;
+
+        var differences = new List<double>();
+        foreach (var repeat in runs.Where(r => r.Run.Cell == cell && !r.Run.Warmup).Select(r => r.Run.Repeat).Distinct().Order())
+        {
+            if (At(Subject.Ours, first, repeat) is { } o1 && At(Subject.Ours, last, repeat) is { } o2
+                && At(Subject.Microsoft, first, repeat) is { } m1 && At(Subject.Microsoft, last, repeat) is { } m2
+                && (1e6 / o2 - 1e6 / o1) - (1e6 / m2 - 1e6 / m1) is var difference && double.IsFinite(difference))
+            {
+                differences.Add(difference);
+            }
+        }
+        return differences;
+    }
+
+    private static string Micros(double value) => double.IsNaN(value) ? "n/a" : value.ToString("+#,0.00;−#,0.00;0.00", CultureInfo.InvariantCulture) + " µs";
 
     private static string Factor(double value) => Stats.F(value, "0.00") + (double.IsNaN(value) ? "" : "×");
 
