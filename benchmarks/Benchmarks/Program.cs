@@ -91,11 +91,12 @@ internal static class Program
 
             if (scenario is "sweep" or "all")
             {
-                var sweep = await SweepScenario.RunAsync(quick ? SweepSettings.Quick : SweepSettings.Default, log);
+                var sweep = await SweepScenario.RunAsync(SweepSettings.WithNodesFromEnvironment(quick ? SweepSettings.Quick : SweepSettings.Default), log);
                 sections.Add(sweep.Markdown);
                 violations.AddRange(sweep.Violations);
-                // `sweep` alone replaces the committed plot too, except in a --quick run (a smoke test, not results).
-                plots.Add(("sweep.svg", sweep.Svg, scenario == "all" || !quick));
+                // `sweep` alone replaces the committed plot too, except in a --quick run (a smoke test, not results) or
+                // one that keeps only some cells, node counts or backplanes.
+                plots.Add(("sweep.svg", sweep.Svg, (scenario == "all" || !quick) && !SweepScenario.Filtered));
             }
         }
         catch (Exception ex) when (ex is TimeoutException or InvalidOperationException or IOException)

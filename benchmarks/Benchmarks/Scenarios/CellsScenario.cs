@@ -175,23 +175,29 @@ internal static class CellsScenario
 {
     /// <summary>The cells this scenario runs, in order; the environment variable <c>BENCH_CELLS</c> (e.g. <c>Direct,Groups</c>)
     /// keeps only some, for a quicker A/B of one path while working on it.</summary>
-    public static IReadOnlyList<Cell> Cells { get; } = Only(Environment.GetEnvironmentVariable("BENCH_CELLS"),
+    public static IReadOnlyList<Cell> Cells { get; } = Only("BENCH_CELLS",
         [Cell.Broadcast64, Cell.Broadcast1K, Cell.Groups, Cell.Direct, Cell.FixedRate, Cell.PublishPath]);
 
     /// <summary>The subjects this scenario runs; the environment variable <c>BENCH_SUBJECTS</c> (e.g. <c>Ours</c>) keeps
     /// only some, so that a profiler attached to the process sees one backplane only (the report then lacks ratios).</summary>
-    private static HashSet<Subject> Subjects { get; } = Environment.GetEnvironmentVariable("BENCH_SUBJECTS") is { Length: > 0 } subjects
+    internal static HashSet<Subject> Subjects { get; } = Environment.GetEnvironmentVariable("BENCH_SUBJECTS") is { Length: > 0 } subjects
         ? subjects.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(n => Enum.Parse<Subject>(n, ignoreCase: true)).ToHashSet()
         : [Subject.Ours, Subject.Microsoft, Subject.Ceiling];
 
-    private static Cell[] Only(string? names, Cell[] all)
+    /// <summary>The cells of <paramref name="all"/> that the environment variable <paramref name="variable"/> names
+    /// (comma-separated), in <paramref name="all"/>'s order; all of them when it is not set.</summary>
+    internal static Cell[] Only(string variable, Cell[] all) => Only(variable, Environment.GetEnvironmentVariable(variable), all);
+
+    /// <summary>The cells of <paramref name="all"/> that <paramref name="names"/> lists, in <paramref name="all"/>'s
+    /// order; all of them when it is empty. A name that is not one of them throws, naming <paramref name="variable"/>.</summary>
+    internal static Cell[] Only(string variable, string? names, Cell[] all)
     {
         if (string.IsNullOrWhiteSpace(names))
         {
             return all;
         }
         var wanted = names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
-            .Select(n => Enum.TryParse<Cell>(n, ignoreCase: true, out var cell) ? cell : throw new ArgumentException($"BENCH_CELLS: unknown cell '{n}' (cells: {string.Join(", ", all)})."))
+            .Select(n => Enum.TryParse<Cell>(n, ignoreCase: true, out var cell) && all.Contains(cell) ? cell : throw new ArgumentException($"{variable}: unknown cell '{n}' (cells: {string.Join(", ", all)})."))
             .ToHashSet();
         return [.. all.Where(wanted.Contains)];
     }

@@ -46,6 +46,28 @@ internal sealed record SweepSettings(IReadOnlyList<int> NodeCounts, int TotalCli
     /// node has at the largest node count (50 of 300 at 6 nodes).</summary>
     public int OneNodeAddressed => TotalClients / NodeCounts.Max();
 
+    /// <summary><paramref name="settings"/> with the node counts the environment variable <c>BENCH_SWEEP_NODES</c> names
+    /// (e.g. <c>2,6</c>), when it is set. The direct and one-node cells address as many clients as at the fewest of
+    /// them (<see cref="Addressed"/>), so <c>2,6</c> measures what the full sweep measures at 2 and 6 nodes.</summary>
+    public static SweepSettings WithNodesFromEnvironment(SweepSettings settings)
+        => WithNodes(settings, Environment.GetEnvironmentVariable("BENCH_SWEEP_NODES"));
+
+    /// <summary><paramref name="settings"/> with the node counts <paramref name="names"/> lists (comma-separated), or
+    /// unchanged when it is empty; a count below 2 or not a number throws, naming <c>BENCH_SWEEP_NODES</c>.</summary>
+    internal static SweepSettings WithNodes(SweepSettings settings, string? names)
+    {
+        if (string.IsNullOrWhiteSpace(names))
+        {
+            return settings;
+        }
+        var nodes = names.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)
+            .Select(n => int.TryParse(n, NumberStyles.None, CultureInfo.InvariantCulture, out var count) && count >= 2
+                ? count
+                : throw new ArgumentException($"BENCH_SWEEP_NODES: '{n}' is not a node count of at least 2 (e.g. BENCH_SWEEP_NODES=2,6)."))
+            .ToList();
+        return settings with { NodeCounts = nodes };
+    }
+
     /// <summary>The run parameters at <paramref name="nodes"/> servers.</summary>
     public CellsSettings At(int nodes)
     {
@@ -78,8 +100,14 @@ internal sealed record SweepOutcome(string Markdown, string Svg, IReadOnlyList<S
 /// </summary>
 internal static class SweepScenario
 {
-    /// <summary>The cells of the sweep, in order.</summary>
-    public static IReadOnlyList<Cell> Cells { get; } = [Cell.Direct, Cell.LocalGroups, Cell.Groups, Cell.DirectOneNode];
+    /// <summary>The cells of the sweep, in order; the environment variable <c>BENCH_SWEEP_CELLS</c> (e.g. <c>Direct</c>)
+    /// keeps only some, for a quicker A/B of one path while working on it.</summary>
+    public static IReadOnlyList<Cell> Cells { get; } = CellsScenario.Only("BENCH_SWEEP_CELLS", [Cell.Direct, Cell.LocalGroups, Cell.Groups, Cell.DirectOneNode]);
+
+    /// <summary>Whether the environment keeps only some cells, node counts or backplanes (<c>BENCH_SWEEP_CELLS</c>,
+    /// <c>BENCH_SWEEP_NODES</c>, <c>BENCH_SUBJECTS</c>): such a run does not replace the committed plot.</summary>
+    public static bool Filtered { get; } = new[] { "BENCH_SWEEP_CELLS", "BENCH_SWEEP_NODES", "BENCH_SUBJECTS" }
+        .Any(v => !string.IsNullOrWhiteSpace(Environment.GetEnvironmentVariable(v)));
 
     public static async Task<SweepOutcome> RunAsync(SweepSettings settings, LogSink log)
     {
@@ -110,7 +138,8 @@ internal static class SweepScenario
                 var nodes = cellsSettings.Servers;
                 // Each node count's clusters have their own stream / channel prefix.
                 var name = $"sweep{nodes}-{id}";
-                foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) })
+                foreach (var (subject, backplane) in new[] { (Subject.Ours, Backplane.RedisStreams), (Subject.Microsoft, Backplane.MicrosoftPubSub) }
+                    .Where(s => CellsScenario.Subjects.Contains(s.Item1)))
                 {
                     var cluster = await Cluster.StartAsync(backplane, redis.ConnectionString, name, nodes, cellsSettings.ClientsPerServer, log);
                     var deployment = new CellDeployment(subject, cluster, cellsSettings, Cells, settings.Addressed, settings.OneNodeAddressed);
