@@ -129,7 +129,8 @@ internal sealed class Outbox
         _byAge.Enqueue(item);
         if (Interlocked.CompareExchange(ref _sweeping, 1, 0) == 0)
         {
-            _ = SweepAsync();
+            // Started by a sender, but it sweeps for every sender after it.
+            _ = Background.Start(SweepAsync);
         }
     }
 
