@@ -47,8 +47,28 @@ internal sealed class Cluster : IAsyncDisposable
 
     /// <summary>Starts <paramref name="nodeCount"/> nodes and <paramref name="clientsPerNode"/> clients on each (connected
     /// <see cref="ConnectParallelism"/> at a time), then waits until a message sent to All from each node reaches every client.</summary>
+    /// <remarks>A cluster of Microsoft's backplane that does not form gets one more start (noted in the log and on the
+    /// console): once in 28 runs of the suite, under the load of the other tests, one stayed deaf for the whole 30 s,
+    /// every node connected and nothing logged, while other clusters of it formed in the same process at the same time.
+    /// Ours gets no second start: a cluster of ours that does not form is a failure to see.</remarks>
     public static async Task<Cluster> StartAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log,
         Action<int, SignalR.RedisStreams.RedisStreamsOptions>? configure = null)
+    {
+        var cluster = await StartOnceAsync(backplane, redisConnectionString, name, nodeCount, clientsPerNode, log, configure);
+        if (cluster is null && backplane == Backplane.MicrosoftPubSub)
+        {
+            var note = $"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s; starting it again, once.";
+            Console.WriteLine("   " + note);
+            log.Note(note);
+            cluster = await StartOnceAsync(backplane, redisConnectionString, name, nodeCount, clientsPerNode, log, configure);
+        }
+        return cluster ?? throw new TimeoutException($"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s.");
+    }
+
+    /// <summary>One start (see <see cref="StartAsync"/>); null, with everything it started stopped again, when the cluster
+    /// did not form within <see cref="FormTimeout"/>.</summary>
+    private static async Task<Cluster?> StartOnceAsync(Backplane backplane, string redisConnectionString, string name, int nodeCount, int clientsPerNode, LogSink log,
+        Action<int, SignalR.RedisStreams.RedisStreamsOptions>? configure)
     {
         var nodes = new List<BenchNode>();
         var clients = new BenchClient?[nodeCount * clientsPerNode];
@@ -90,7 +110,7 @@ internal sealed class Cluster : IAsyncDisposable
         if (!await cluster.ProbeAsync(FormTimeout))
         {
             await cluster.DisposeAsync();
-            throw new TimeoutException($"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s.");
+            return null;
         }
 
         cluster.StartSeconds = clock.Elapsed.TotalSeconds;
