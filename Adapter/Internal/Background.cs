@@ -23,4 +23,8 @@ internal static class Background
             return start();
         }
     }
+
+    /// <summary>Runs <paramref name="work"/> on the thread pool with a clean execution context; unlike
+    /// <see cref="Start"/>, none of it runs on the caller's thread (nor with its flow suppressed).</summary>
+    public static Task Run(Func<Task> work) => Start(() => Task.Run(work));
 }

@@ -236,7 +236,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         {
             // The connections and loops outlive whoever starts them (the host, or a first send or connection). On the
             // thread pool, so that a connection factory of the options runs with a clean context, not a suppressed flow.
-            return _startTask ??= Background.Start(() => Task.Run(StartCoreAsync));
+            return _startTask ??= Background.Run(StartCoreAsync);
         }
     }
 

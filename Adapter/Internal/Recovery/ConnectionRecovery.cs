@@ -55,7 +55,7 @@ internal sealed class ConnectionRecovery : IDisposable
         _hub = hub;
         _logger = logger;
         _store = new SessionStore(node.Keys, node.Options.MaxDisconnectionDuration);
-        _ = Background.Start(() => Task.Run(RefreshLoopAsync));
+        _ = Background.Run(RefreshLoopAsync);
     }
 
     // ---------------------------------------------------------------- the live path
