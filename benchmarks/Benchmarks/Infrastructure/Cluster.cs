@@ -55,14 +55,15 @@ internal sealed class Cluster : IAsyncDisposable
         Action<int, SignalR.RedisStreams.RedisStreamsOptions>? configure = null)
     {
         var cluster = await StartOnceAsync(backplane, redisConnectionString, name, nodeCount, clientsPerNode, log, configure);
+        var failed = $"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s";
         if (cluster is null && backplane == Backplane.MicrosoftPubSub)
         {
-            var note = $"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s; starting it again, once.";
+            var note = failed + "; starting it again, once.";
             Console.WriteLine("   " + note);
             log.Note(note);
             cluster = await StartOnceAsync(backplane, redisConnectionString, name, nodeCount, clientsPerNode, log, configure);
         }
-        return cluster ?? throw new TimeoutException($"The {backplane.Short()} cluster '{name}' did not form within {FormTimeout.TotalSeconds:0} s.");
+        return cluster ?? throw new TimeoutException(failed + ".");
     }
 
     /// <summary>One start (see <see cref="StartAsync"/>); null, with everything it started stopped again, when the cluster
