@@ -16,6 +16,6 @@ internal static partial class AppHostLog
     [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "Fault '{Command}' on {Resource} failed: {Error}")]
     public static partial void FaultCommandFailed(ILogger logger, string command, string resource, string error, Exception exception);
 
-    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "{Resource} did not come up healthy after a fault's restart (attempt {Attempt}; state {State}, exit code {ExitCode}): {Error}; starting it again")]
-    public static partial void RestartAttemptFailed(ILogger logger, string resource, int attempt, string state, string exitCode, string error);
+    [LoggerMessage(EventId = 5, Level = LogLevel.Warning, Message = "{Resource} did not come up healthy after a fault's restart (attempt {Attempt}): it ended with state {State}, exit code {ExitCode}; starting it again")]
+    public static partial void RestartAttemptFailed(ILogger logger, string resource, int attempt, string state, string exitCode);
 }

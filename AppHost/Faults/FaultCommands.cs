@@ -1,5 +1,6 @@
 using AppHost.Redis;
 using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.HealthChecks;
 using Microsoft.Extensions.Logging;
 
 namespace AppHost.Faults;
@@ -164,12 +165,17 @@ internal sealed record FaultContext(string ResourceName, IServiceProvider Servic
     /// free while it was down, was taken for a moment by another socket of the machine) is logged with the process'
     /// state and exit code and tried again, up to three attempts in all: the fault is the downtime, not a Redis that
     /// stays away.</summary>
+    /// <remarks>The start command can return before the orchestrator has published the new run's first state, so the
+    /// snapshot seen first may still be the ended run's (terminal, with the old pid). Only a snapshot of the new run
+    /// counts: one that is not terminal, or that reports another pid. Taking the old run's end for a failed start would
+    /// wait for an end that never comes while the new process runs.</remarks>
     public async Task<int> StartAndWaitHealthyAsync()
     {
         const int Attempts = 3;
         var commands = Services.GetRequiredService<ResourceCommandService>();
         for (var attempt = 1; ; attempt++)
         {
+            var endedPid = Notifications.TryGetCurrentState(ResourceName, out var ended) ? ResourceProcess.ReportedProcessId(ended.Snapshot) : null;
             var started = await commands.ExecuteCommandAsync(ResourceName, KnownResourceCommands.StartCommand, CancellationToken);
             if (!started.Success)
             {
@@ -178,20 +184,29 @@ internal sealed record FaultContext(string ResourceName, IServiceProvider Servic
 
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(CancellationToken);
             timeout.CancelAfter(FaultCommands.StepTimeout);
-            try
+            var newRun = false;
+            var outcome = (await Notifications.WaitForResourceAsync(ResourceName, e =>
             {
-                await Notifications.WaitForResourceHealthyAsync(ResourceName, timeout.Token);
-                break;
-            }
-            catch (DistributedApplicationException ex) when (attempt < Attempts)
+                var terminal = IsTerminal(e.Snapshot);
+                newRun |= !terminal || ResourceProcess.ReportedProcessId(e.Snapshot) is { } pid && pid != endedPid;
+                return newRun && (terminal || (e.Snapshot.State?.Text == KnownResourceStates.Running && e.Snapshot.HealthStatus == HealthStatus.Healthy));
+            }, timeout.Token)).Snapshot;
+            if (!IsTerminal(outcome))
             {
-                Notifications.TryGetCurrentState(ResourceName, out var state);
-                AppHostLog.RestartAttemptFailed(Logger, ResourceName, attempt, state?.Snapshot.State?.Text ?? "unknown",
-                    state?.Snapshot.ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none", ex.Message);
-                await WaitUntilEndedAsync();
+                return RunningProcessId();
             }
+
+            var state = outcome.State?.Text ?? "unknown";
+            var exitCode = outcome.ExitCode?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "none";
+            if (attempt == Attempts)
+            {
+                throw new InvalidOperationException($"{ResourceName} did not come up healthy in {Attempts} starts (last: state {state}, exit code {exitCode}).");
+            }
+
+            AppHostLog.RestartAttemptFailed(Logger, ResourceName, attempt, state, exitCode);
         }
 
-        return RunningProcessId();
+        static bool IsTerminal(CustomResourceSnapshot snapshot)
+            => snapshot.State?.Text is { } state && KnownResourceStates.TerminalStates.Contains(state);
     }
 }

@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using AppHost.Faults;
 using AppHost.Tests.Infrastructure;
@@ -141,6 +143,43 @@ public sealed class FaultCommandTests(FaultCommandAppFixture app, ITestOutputHel
             () => Task.FromResult(app.Receiver.Spans.Any(s => s.Name == "republish {signalr}" && s.Start >= faultAt)),
             TimeSpan.FromSeconds(10), "a republish span after the empty restart");
         WriteTraceEvidence(faultAt);
+    }
+
+    [Fact]
+    public async Task A_restart_whose_first_start_fails_on_a_taken_port_starts_redis_once_more_and_succeeds()
+    {
+        var oldPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, CancellationToken.None);
+        var port = ListeningPort(oldPid);
+        using var redisLog = new ResourceLogCapture(app.App, [Redis]);
+        using var timeout = new CancellationTokenSource(Deadline);
+        var command = app.App.ResourceCommands.ExecuteCommandAsync(Redis, FaultCommands.RestartRedisKeepingData, timeout.Token);
+
+        // While Redis is down (6 s), another socket takes its port: the first start exits at once ("Address already in use").
+        // The socket lets go once the failure is logged; the next start may still find it there (then a third one runs).
+        await Eventually.TrueAsync(() => Task.FromResult(!ResourceProcess.IsAlive(oldPid)), TimeSpan.FromSeconds(20), "redis-server to exit");
+        using (var squatter = new TcpListener(IPAddress.Loopback, port))
+        {
+            squatter.Start();
+            await Eventually.TrueAsync(
+                () => Task.FromResult(redisLog.Lines.Any(l => l.Contains("did not come up healthy after a fault's restart (attempt 1)", StringComparison.Ordinal))),
+                TimeSpan.FromSeconds(40), "the command to log its failed first start");
+        }
+
+        var result = await command;
+        AssertSucceeded(result);
+        var newPid = await ResourceProcess.ReportedProcessIdAsync(app.App.ResourceNotifications, Redis, timeout.Token);
+        Assert.NotEqual(oldPid, newPid);
+        Assert.Contains($"(pid {newPid})", result.Message, StringComparison.Ordinal);
+        await app.WaitUntilHealthyAsync([Redis, .. app.NodeNames], timeout.Token);
+    }
+
+    /// <summary>The port a running redis-server listens on, from its process title ("redis-server 127.0.0.1:port").</summary>
+    private static int ListeningPort(int pid)
+    {
+        var title = File.ReadAllText($"/proc/{pid}/cmdline").Replace('\0', ' ').Trim();
+        var port = Regex.Match(title, @"127\.0\.0\.1:(\d+)", RegexOptions.CultureInvariant);
+        Assert.True(port.Success, "redis-server's process title: " + title);
+        return int.Parse(port.Groups[1].Value, CultureInfo.InvariantCulture);
     }
 
     /// <summary>
