@@ -36,6 +36,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
     private Task? _publishLoop;
     private Task? _heartbeatLoop;
     private Task? _topologyLoop;
+    private readonly TopologySignal _topology = new();
     private volatile bool _stopped;
 
     public BackplaneNode(IOptions<RedisStreamsOptions> options, ILoggerFactory loggerFactory, IServiceProvider services)
@@ -63,12 +64,12 @@ internal sealed class BackplaneNode : IAsyncDisposable
         {
             var shard = k;
             var shardKeys = ShardKeys[k];
-            readers[k] = new StreamReadLoop(new NodeContext(NodeId, _options, shardKeys, _logger, Instruments), _epochs[k],
+            readers[k] = new StreamReadLoop(new NodeContext(NodeId, _options, shardKeys, _logger, Instruments) { Topology = _topology }, _epochs[k],
                 () => _connections.Reader(shard).GetDatabase(), CommandDatabase, (id, entry, writes) => HandleEntryAsync(id, entry, shardKeys, writes),
                 Membership.Heard, shard == SendShard ? OnSendStreamReadAgain : Membership.ResetClock, _stopping.Token);
         }
         Reader = new ShardReaders(readers);
-        Publisher = new StreamPublisher(new NodeContext(NodeId, _options, ShardKeys[SendShard], _logger, Instruments), _epochs[SendShard],
+        Publisher = new StreamPublisher(new NodeContext(NodeId, _options, ShardKeys[SendShard], _logger, Instruments) { Topology = _topology }, _epochs[SendShard],
             CommandDatabase, Registry, Reader.Positioned, _stopping.Token);
     }
 
@@ -251,7 +252,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
             [
                 ("commands", () => _connections.Commands, [.. ShardKeys.Select(k => k.Stream)]),
                 .. ShardKeys.Select((keys, shard) => ("reader " + shard, (Func<IConnectionMultiplexer>)(() => _connections.Reader(shard)), new[] { keys.Stream })),
-            ], _logger).RunAsync(_stopping.Token));
+            ], _topology, _logger).RunAsync(_stopping.Token));
     }
 
     private async Task AnnounceAsync()
@@ -381,6 +382,7 @@ internal sealed class BackplaneNode : IAsyncDisposable
         await _connections.DisposeAsync();
         _stopping.Dispose();
         _leaving.Dispose();
+        _topology.Dispose();
         foreach (var epoch in _epochs)
         {
             epoch.Dispose();

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using System.Net;
 using Microsoft.Extensions.Logging;
 using StackExchange.Redis;
 
@@ -8,13 +9,17 @@ namespace SignalR.RedisStreams.Internal;
 /// On a Redis Cluster, makes each of the node's connections find the new owner of its streams' slots after a failover.
 /// StackExchange.Redis routes a command by its key's slot to the master it last knew; after a replica was promoted, the
 /// old master is down (SIGKILL, SIGSTOP) or a replica itself (<c>CLUSTER FAILOVER</c>), and a command the client knows
-/// must go to a master then fails on the client side, never reaching a server that would answer <c>MOVED</c>, until the
-/// client reloads the cluster's topology on its own (which can take a minute). So, twice a second, this checks for each
-/// connection whether a stream's slot maps to a server that is disconnected or a replica, and if so reloads the
-/// topology (<c>CLUSTER NODES</c>, at most once a second per connection). Nothing is sent to Redis while the map is
-/// right; nothing at all on a single Redis.
+/// must go to a master then fails on the client side (or waits in the old master's backlog until it times out), never
+/// reaching a server that would answer <c>MOVED</c>, until the client reloads the cluster's topology on its own (which
+/// can take a minute). So, twice a second, this checks for each connection whether a stream's slot maps to a server
+/// that is disconnected or a replica, and if so reloads the topology (<c>CLUSTER NODES</c>, at most once a second per connection). When the reload gives the slot another owner,
+/// <paramref name="moved"/> is raised: what the node sent to the old master and still waits for is sent again
+/// (<see cref="TopologySignal"/>). Nothing is sent to Redis while the map is right; nothing at all on a single Redis.
 /// </summary>
-internal sealed class ClusterTopologyWatch(IReadOnlyList<(string Name, Func<IConnectionMultiplexer> Connection, RedisKey[] Keys)> connections, ILogger logger)
+/// <remarks>With the slot's server disconnected, <c>GetServer(key)</c> gives any connected server instead: the server is
+/// then taken from the cluster configuration the client loaded (<see cref="Owner"/>).</remarks>
+internal sealed class ClusterTopologyWatch(
+    IReadOnlyList<(string Name, Func<IConnectionMultiplexer> Connection, RedisKey[] Keys)> connections, TopologySignal moved, ILogger logger)
 {
     private static readonly TimeSpan CheckInterval = TimeSpan.FromMilliseconds(500);
     private static readonly TimeSpan MinReloadInterval = TimeSpan.FromSeconds(1);
@@ -54,16 +59,22 @@ internal sealed class ClusterTopologyWatch(IReadOnlyList<(string Name, Func<ICon
 
         foreach (var key in keys)
         {
-            IServer server;
+            EndPoint owner;
+            IServer ownerServer;
             try
             {
-                server = multiplexer.GetServer(key);
+                if (multiplexer.GetServer(key).ServerType != ServerType.Cluster)
+                {
+                    continue;
+                }
+                moved.OnCluster();
+                (owner, ownerServer) = Owner(multiplexer, key);
             }
-            catch (Exception ex) when (ex is RedisException or InvalidOperationException or NotSupportedException)
+            catch (Exception ex) when (ex is RedisException or InvalidOperationException or NotSupportedException or ArgumentException)
             {
                 continue;
             }
-            if (server.ServerType != ServerType.Cluster || (server.IsConnected && !server.IsReplica))
+            if (ownerServer.IsConnected && !ownerServer.IsReplica)
             {
                 continue;
             }
@@ -72,16 +83,39 @@ internal sealed class ClusterTopologyWatch(IReadOnlyList<(string Name, Func<ICon
                 return;
             }
             _lastReload[index] = Stopwatch.GetTimestamp();
-            Log.ClusterTopologyStale(logger, key.ToString(), server.EndPoint.ToString() ?? "?", server.IsConnected ? "a replica now" : "not connected", name);
+            Log.ClusterTopologyStale(logger, key.ToString(), owner.ToString() ?? "?", ownerServer.IsConnected ? "a replica now" : "not connected", name);
             try
             {
                 await multiplexer.ConfigureAsync();
+                var (now, _) = Owner(multiplexer, key);
+                if (!Equals(now, owner))
+                {
+                    Log.ClusterSlotMoved(logger, key.ToString(), owner.ToString() ?? "?", now.ToString() ?? "?", name);
+                    moved.Raise();
+                }
             }
-            catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidOperationException)
+            catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidOperationException or NotSupportedException or ArgumentException)
             {
                 Log.ClusterTopologyReloadFailed(logger, ex, name);
             }
             return;
         }
+    }
+
+    /// <summary>The server the client sends <paramref name="key"/>'s commands to: the one it maps the slot to, or, when
+    /// that one is disconnected (then <c>GetServer(key)</c> gives any connected server instead), the slot's owner in the
+    /// cluster configuration the client last loaded.</summary>
+    private static (EndPoint EndPoint, IServer Server) Owner(IConnectionMultiplexer multiplexer, RedisKey key)
+    {
+        var server = multiplexer.GetServer(key);
+        if (server.ClusterConfiguration?.GetBySlot(key)?.EndPoint is { } configured && !Equals(configured, server.EndPoint))
+        {
+            var owner = multiplexer.GetServer(configured);
+            if (!owner.IsConnected)
+            {
+                return (configured, owner);
+            }
+        }
+        return (server.EndPoint, server);
     }
 }

@@ -174,10 +174,13 @@ internal static class IdempotentAppend
     /// entry may jump over numbers Redis lost and cannot get back; it then carries the "sequence restarts" field.</summary>
     /// <remarks>With <paramref name="wantIds"/> false only how many entries were handled comes back, not each new
     /// entry's id (those are for traces). With <paramref name="exact"/>, nothing is appended unless the node's total in
-    /// Redis is exactly <paramref name="expectedTotal"/> (<see cref="AppendOutcome.NotAfterPrevious"/>).</remarks>
+    /// Redis is exactly <paramref name="expectedTotal"/> (<see cref="AppendOutcome.NotAfterPrevious"/>).
+    /// When <paramref name="abandon"/> is cancelled before the answer (a Redis Cluster slot moved:
+    /// <see cref="TopologySignal"/>), the call throws <see cref="SlotMovedException"/>; its arguments stay with the
+    /// client.</remarks>
     public static async Task<AppendResult> AppendAsync(
         IDatabase database, RedisStreamsKeys keys, string epoch, string node, IReadOnlyList<PendingAppend> entries, int maxLength,
-        bool wantIds = true, long expectedTotal = 0, bool exact = false)
+        bool wantIds = true, long expectedTotal = 0, bool exact = false, CancellationToken abandon = default)
     {
         // Channel 1 is the shared stream; each inbox in the batch gets the next number, in order of first use.
         List<string>? inboxes = null;
@@ -231,7 +234,8 @@ internal static class IdempotentAppend
         args[i++] = expectedTotal;
         args[i] = exact ? 1 : 0;
 
-        var reply = (RedisResult[])(await database.ScriptEvaluateAsync(Script, keyList, args))!;
+        var call = database.ScriptEvaluateAsync(Script, keyList, args);
+        var reply = (RedisResult[])(await (abandon.CanBeCanceled ? TopologySignal.AbandonOnMoveAsync(call, abandon) : call))!;
         ReturnArgs(args);
         var outcome = (AppendOutcome)(int)reply[0];
         if (outcome == AppendOutcome.EpochChanged)

@@ -362,7 +362,7 @@ internal sealed class StreamPublisher
 
                     var entries = BuildEntries(next, out forced);
                     var call = IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength,
-                        wantIds: Traced(next), expectedTotal: _expectedTotal);
+                        wantIds: Traced(next), expectedTotal: _expectedTotal, abandon: _node.Topology.Token);
                     // A whole fresh batch after a known total: what Redis will hold once it is in is known, and the
                     // next batch can be sent before its answer.
                     // (Each append is one packet numbered on its channel, so a batch that goes in whole adds as many
@@ -465,7 +465,7 @@ internal sealed class StreamPublisher
                         }));
                     }
                 }
-                await Task.Delay(delay, _stopping);
+                await _node.Topology.DelayAsync(delay, _stopping);
             }
         }
     }
@@ -511,7 +511,7 @@ internal sealed class StreamPublisher
             Interlocked.Increment(ref _sentAhead);
             ahead.Call = new AheadCall(
                 IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, entries, _node.Options.MaxLength,
-                    wantIds: Traced(0), expectedTotal: totalAfter, exact: true),
+                    wantIds: Traced(0), expectedTotal: totalAfter, exact: true, abandon: _node.Topology.Token),
                 epoch, totalAfter + state.Appends.Count);
         }
         finally
@@ -821,7 +821,8 @@ internal sealed class StreamPublisher
                 appends.Add(new PendingAppend(head.Sequence, plan.Republish[j - 1].Entry.Sequence, value, force, head.Channel));
                 i = j;
             }
-            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: false);
+            var result = await IdempotentAppend.AppendAsync(db, _node.Keys, epoch, _node.NodeId, appends, _node.Options.MaxLength, wantIds: false,
+                abandon: _node.Topology.Token);
             if (result.Outcome == AppendOutcome.EpochChanged)
             {
                 _expectedTotal = 0;

@@ -172,8 +172,9 @@ internal sealed class StreamReadLoop
                 // not offer) as a raw command. The client takes any raw command as one that may have changed the
                 // connection's database, and sends SELECT before the next command of a database: with the typed read
                 // that is once per wait, not before every read.
+                var moved = _node.Topology.Token; // taken before the read is sent: a move after it abandons the read
                 var (inbox, shared) = _quiet ? default : Split(await _held.WhileReadingAsync(
-                    db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count),
+                    Abandonable(db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count), moved),
                     _stopping));
                 if (!_quiet)
                 {
@@ -187,7 +188,8 @@ internal sealed class StreamReadLoop
                     // Nothing more to read now: what is held goes out before the reader waits.
                     await _held.FlushAsync();
                     count = 1;
-                    var reply = await db.ExecuteAsync("XREAD", BlockingRead());
+                    moved = _node.Topology.Token;
+                    var reply = await Abandonable(db.ExecuteAsync("XREAD", BlockingRead()), moved);
                     _node.Instruments.Reads.Add(1);
                     if (!TryLone(reply, out lone, out loneInInbox))
                     {
@@ -264,7 +266,7 @@ internal sealed class StreamReadLoop
                 Log.ReadFailed(_node.Logger, ex, _node.Keys.StreamName, _cursor, attempt, (int)delay.TotalMilliseconds);
                 try
                 {
-                    await Task.Delay(delay, _stopping);
+                    await _node.Topology.DelayAsync(delay, _stopping);
                 }
                 catch (OperationCanceledException)
                 {
@@ -279,6 +281,11 @@ internal sealed class StreamReadLoop
     }
 
     private static readonly object One = 1;
+
+    /// <summary>A read, given up when the Redis Cluster moves its streams' slot after <paramref name="moved"/> was taken
+    /// (then sent again from the same cursors: <see cref="TopologySignal"/>); on a single Redis, the read itself.</summary>
+    private static Task<T> Abandonable<T>(Task<T> read, CancellationToken moved)
+        => moved.CanBeCanceled ? TopologySignal.AbandonOnMoveAsync(read, moved) : read;
 
     // The blocking XREAD's fixed arguments, boxed once: its block time and the two streams' keys.
     private readonly object _blockMs;

@@ -10,4 +10,7 @@ internal static partial class Log
 
     [LoggerMessage(61, LogLevel.Warning, "Redis Cluster: reloading the cluster's topology failed ({Connection}).")]
     public static partial void ClusterTopologyReloadFailed(ILogger logger, Exception exception, string connection);
+
+    [LoggerMessage(62, LogLevel.Information, "Redis Cluster: the slot of '{Key}' moved from {From} to {To} ({Connection}); appends and reads still waiting on the old master are sent again.")]
+    public static partial void ClusterSlotMoved(ILogger logger, string key, string from, string to, string connection);
 }
