@@ -86,6 +86,10 @@ internal sealed class BackplaneNode : IAsyncDisposable
     public RedisStreamsOptions Options => _options;
     public BackplaneInstruments Instruments { get; }
     public ShardReaders Reader { get; }
+
+    /// <summary>How many times a reload of the Redis Cluster's topology found one of this node's streams' slots moved
+    /// to another master (<see cref="TopologySignal"/>).</summary>
+    public int SlotMoves => _topology.Moves;
     public StreamPublisher Publisher { get; }
     public NodeMembership Membership { get; }
     public ConnectionRegistry Registry { get; }

@@ -14,6 +14,7 @@ internal sealed class TopologySignal : IDisposable
 {
     private CancellationTokenSource _moved = new();
     private volatile bool _cluster;
+    private int _moves;
 
     /// <summary>Cancelled at the next move. Taken before a command is sent, it says whether the command was sent before
     /// a move (<see cref="AbandonOnMoveAsync"/>). On a single Redis (until <see cref="OnCluster"/>) it is
@@ -26,7 +27,14 @@ internal sealed class TopologySignal : IDisposable
     /// <summary>A slot moved: what was sent before stops being waited for.</summary>
     /// <remarks>The source replaced is cancelled, not disposed: a caller may still link to its token (it has no timer
     /// to release).</remarks>
-    public void Raise() => Interlocked.Exchange(ref _moved, new CancellationTokenSource()).Cancel();
+    public void Raise()
+    {
+        Interlocked.Increment(ref _moves);
+        Interlocked.Exchange(ref _moved, new CancellationTokenSource()).Cancel();
+    }
+
+    /// <summary>How many times a slot moved.</summary>
+    public int Moves => Volatile.Read(ref _moves);
 
     public void Dispose() => _moved.Dispose();
 
