@@ -12,9 +12,10 @@ namespace SignalR.RedisStreams.Internal;
 /// must go to a master then fails on the client side (or waits in the old master's backlog until it times out), never
 /// reaching a server that would answer <c>MOVED</c>, until the client reloads the cluster's topology on its own (which
 /// can take a minute). So, twice a second, this checks for each connection whether a stream's slot maps to a server
-/// that is disconnected or a replica, and if so reloads the topology (<c>CLUSTER NODES</c>, at most once a second per connection). When the reload gives the slot another owner,
-/// <paramref name="moved"/> is raised: what the node sent to the old master and still waits for is sent again
-/// (<see cref="TopologySignal"/>). Nothing is sent to Redis while the map is right; nothing at all on a single Redis.
+/// that is disconnected or a replica, and if so reloads the topology (<c>CLUSTER NODES</c>, at most once a second per
+/// connection). When the reload gives the slot another owner, <paramref name="moved"/> is raised: what the node sent to
+/// the old master and still waits for is sent again (<see cref="TopologySignal"/>). Nothing is sent to Redis while the
+/// map is right; nothing at all on a single Redis.
 /// </summary>
 /// <remarks>With the slot's server disconnected, <c>GetServer(key)</c> gives any connected server instead: the server is
 /// then taken from the cluster configuration the client loaded (<see cref="Owner"/>).</remarks>
