@@ -52,20 +52,31 @@ public sealed class WarmupTests
     public async Task A_pass_that_keeps_compiling_stops_after_the_most_passes()
     {
         // Each pass compiles methods no pass compiled before (dynamic methods, each compiled by the JIT on its first
-        // call): the runtime's own JIT clock sees the pass as mostly compiling, every time.
+        // call): the runtime's own JIT clock sees the pass as mostly compiling, every time. The methods are long (a
+        // few hundred IL instructions each), so that compiling them, not building them, takes most of the pass even on
+        // a machine busy with other tests (with 4-instruction methods, one CI run saw a pass at 4.1%).
+        const int Terms = 64;
         var passes = 0;
         var outcome = await Warmup.UntilJitSettlesAsync(() =>
         {
             passes++;
-            for (var i = 0; i < 200; i++)
+            for (var i = 0; i < 100; i++)
             {
                 var method = new DynamicMethod($"warmup{passes}_{i}", typeof(int), [typeof(int)], typeof(WarmupTests).Module);
                 var il = method.GetILGenerator();
                 il.Emit(OpCodes.Ldarg_0);
-                il.Emit(OpCodes.Ldc_I4, i);
-                il.Emit(OpCodes.Add);
+                for (var k = 0; k < Terms; k++)
+                {
+                    // x = (x + i) ^ k, then x * 3: kept apart by the data flow, so the JIT works through each term.
+                    il.Emit(OpCodes.Ldc_I4, i);
+                    il.Emit(OpCodes.Add);
+                    il.Emit(OpCodes.Ldc_I4, k);
+                    il.Emit(OpCodes.Xor);
+                    il.Emit(OpCodes.Ldc_I4_3);
+                    il.Emit(OpCodes.Mul);
+                }
                 il.Emit(OpCodes.Ret);
-                Assert.Equal(i + 1, ((Func<int, int>)method.CreateDelegate(typeof(Func<int, int>)))(1));
+                Assert.Equal(Expected(1, i), ((Func<int, int>)method.CreateDelegate(typeof(Func<int, int>)))(1));
             }
             return Task.CompletedTask;
         });
@@ -73,5 +84,17 @@ public sealed class WarmupTests
         Assert.Equal(Warmup.MaxPasses, outcome.Passes);
         Assert.Equal(Warmup.MaxPasses, passes);
         Assert.True(outcome.LastJitShare >= Warmup.SettledJitShare, $"the last pass spent {outcome.LastJitShare:P1} compiling");
+
+        static int Expected(int x, int i)
+        {
+            unchecked
+            {
+                for (var k = 0; k < Terms; k++)
+                {
+                    x = ((x + i) ^ k) * 3;
+                }
+                return x;
+            }
+        }
     }
 }
