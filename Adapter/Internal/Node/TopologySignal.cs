@@ -17,7 +17,7 @@ internal sealed class TopologySignal : IDisposable
     private int _moves;
 
     /// <summary>Cancelled at the next move. Taken before a command is sent, it says whether the command was sent before
-    /// a move (<see cref="AbandonOnMoveAsync"/>). On a single Redis (until <see cref="OnCluster"/>) it is
+    /// a move (<see cref="Abandonable"/>). On a single Redis (until <see cref="OnCluster"/>) it is
     /// <see cref="CancellationToken.None"/>, and a command is awaited as it is.</summary>
     public CancellationToken Token => _cluster ? Volatile.Read(ref _moved).Token : CancellationToken.None;
 
@@ -40,13 +40,13 @@ internal sealed class TopologySignal : IDisposable
 
     /// <summary>The answer to <paramref name="call"/>; or, when the topology moves before it comes (after
     /// <paramref name="sentBefore"/> was taken), a <see cref="SlotMovedException"/>: the caller's retry sends it again.
-    /// The abandoned call's own outcome is observed and dropped.</summary>
-    public static async Task<T> AbandonOnMoveAsync<T>(Task<T> call, CancellationToken sentBefore)
+    /// The abandoned call's own outcome is observed and dropped. On a single Redis (<paramref name="sentBefore"/> cannot
+    /// be cancelled) <paramref name="call"/> itself, with nothing wrapped around it.</summary>
+    public static Task<T> Abandonable<T>(Task<T> call, CancellationToken sentBefore)
+        => sentBefore.CanBeCanceled && !call.IsCompleted ? AbandonOnMoveAsync(call, sentBefore) : call;
+
+    private static async Task<T> AbandonOnMoveAsync<T>(Task<T> call, CancellationToken sentBefore)
     {
-        if (!sentBefore.CanBeCanceled || call.IsCompleted)
-        {
-            return await call;
-        }
         try
         {
             return await call.WaitAsync(sentBefore);

@@ -234,8 +234,7 @@ internal static class IdempotentAppend
         args[i++] = expectedTotal;
         args[i] = exact ? 1 : 0;
 
-        var call = database.ScriptEvaluateAsync(Script, keyList, args);
-        var reply = (RedisResult[])(await (abandon.CanBeCanceled ? TopologySignal.AbandonOnMoveAsync(call, abandon) : call))!;
+        var reply = (RedisResult[])(await TopologySignal.Abandonable(database.ScriptEvaluateAsync(Script, keyList, args), abandon))!;
         ReturnArgs(args);
         var outcome = (AppendOutcome)(int)reply[0];
         if (outcome == AppendOutcome.EpochChanged)

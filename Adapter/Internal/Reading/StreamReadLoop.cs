@@ -174,7 +174,7 @@ internal sealed class StreamReadLoop
                 // that is once per wait, not before every read.
                 var moved = _node.Topology.Token; // taken before the read is sent: a move after it abandons the read
                 var (inbox, shared) = _quiet ? default : Split(await _held.WhileReadingAsync(
-                    Abandonable(db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count), moved),
+                    TopologySignal.Abandonable(db.StreamReadAsync([new StreamPosition(_inbox, _inboxCursor), new StreamPosition(_node.Keys.Stream, _cursor)], count), moved),
                     _stopping));
                 if (!_quiet)
                 {
@@ -189,7 +189,7 @@ internal sealed class StreamReadLoop
                     await _held.FlushAsync();
                     count = 1;
                     moved = _node.Topology.Token;
-                    var reply = await Abandonable(db.ExecuteAsync("XREAD", BlockingRead()), moved);
+                    var reply = await TopologySignal.Abandonable(db.ExecuteAsync("XREAD", BlockingRead()), moved);
                     _node.Instruments.Reads.Add(1);
                     if (!TryLone(reply, out lone, out loneInInbox))
                     {
@@ -281,11 +281,6 @@ internal sealed class StreamReadLoop
     }
 
     private static readonly object One = 1;
-
-    /// <summary>A read, given up when the Redis Cluster moves its streams' slot after <paramref name="moved"/> was taken
-    /// (then sent again from the same cursors: <see cref="TopologySignal"/>); on a single Redis, the read itself.</summary>
-    private static Task<T> Abandonable<T>(Task<T> read, CancellationToken moved)
-        => moved.CanBeCanceled ? TopologySignal.AbandonOnMoveAsync(read, moved) : read;
 
     // The blocking XREAD's fixed arguments, boxed once: its block time and the two streams' keys.
     private readonly object _blockMs;
