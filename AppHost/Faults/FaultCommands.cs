@@ -157,7 +157,7 @@ internal sealed record FaultContext(string ResourceName, IServiceProvider Servic
     {
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(CancellationToken);
         timeout.CancelAfter(FaultCommands.StepTimeout);
-        await Notifications.WaitForResourceAsync(ResourceName, e => e.Snapshot.State?.Text is { } s && KnownResourceStates.TerminalStates.Contains(s), timeout.Token);
+        await Notifications.WaitForResourceAsync(ResourceName, e => IsTerminal(e.Snapshot), timeout.Token);
     }
 
     /// <summary>Starts the resource through the orchestrator and waits, at most <see cref="FaultCommands.StepTimeout"/>,
@@ -205,8 +205,9 @@ internal sealed record FaultContext(string ResourceName, IServiceProvider Servic
 
             AppHostLog.RestartAttemptFailed(Logger, ResourceName, attempt, state, exitCode);
         }
-
-        static bool IsTerminal(CustomResourceSnapshot snapshot)
-            => snapshot.State?.Text is { } state && KnownResourceStates.TerminalStates.Contains(state);
     }
+
+    /// <summary>Whether the snapshot is of a process that has ended (or never started).</summary>
+    private static bool IsTerminal(CustomResourceSnapshot snapshot)
+        => snapshot.State?.Text is { } state && KnownResourceStates.TerminalStates.Contains(state);
 }
