@@ -232,15 +232,20 @@ internal static class CellsReport
     /// Microsoft's <paramref name="metric"/>, the two runs of a repeat having run one right after the other. Used by the
     /// cells' paired ratio and the sweep's paired flatness.</summary>
     internal static Dictionary<int, double> OursOverMicrosoftByRepeat(IEnumerable<CellRun> runs, Func<CellRun, double> metric)
+        => OursAgainstMicrosoftByRepeat(runs, (ours, microsoft) => metric(ours) / metric(microsoft));
+
+    /// <summary>Per measured repeat in which both ran (in <paramref name="runs"/>, all of one cell and setup):
+    /// <paramref name="pair"/> of ours' run and Microsoft's, where it is finite.</summary>
+    internal static Dictionary<int, double> OursAgainstMicrosoftByRepeat(IEnumerable<CellRun> runs, Func<CellRun, CellRun, double> pair)
     {
         var measured = runs.Where(r => !r.Warmup).ToList();
         var byRepeat = new Dictionary<int, double>();
         foreach (var ours in measured.Where(r => r.Subject == Subject.Ours))
         {
             if (measured.FirstOrDefault(r => r.Subject == Subject.Microsoft && r.Repeat == ours.Repeat) is { } microsoft
-                && metric(ours) / metric(microsoft) is var ratio && double.IsFinite(ratio))
+                && pair(ours, microsoft) is var value && double.IsFinite(value))
             {
-                byRepeat[ours.Repeat] = ratio;
+                byRepeat[ours.Repeat] = value;
             }
         }
         return byRepeat;

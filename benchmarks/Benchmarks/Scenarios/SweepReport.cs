@@ -126,12 +126,19 @@ internal static class SweepReport
     /// count run one right after the other; the node counts are further apart), the median over the repeats. 1.00×: adding
     /// nodes costs ours what it costs Microsoft's.</summary>
     internal static double RelativeFlatness(IReadOnlyList<SweepRun> runs, Cell cell, int first, int last)
+        => Stats.Median(PairedAcrossNodeCounts(runs, cell, first, last, (ours, microsoft) => Rate(ours) / Rate(microsoft), (atLast, atFirst) => atLast / atFirst));
+
+    /// <summary>Per measured repeat in which both backplanes ran at both node counts, in repeat order: <paramref name="pair"/>
+    /// of ours' run and Microsoft's at <paramref name="last"/> nodes, <paramref name="across"/> the same at
+    /// <paramref name="first"/>; the finite results.</summary>
+    private static List<double> PairedAcrossNodeCounts(
+        IReadOnlyList<SweepRun> runs, Cell cell, int first, int last, Func<CellRun, CellRun, double> pair, Func<double, double, double> across)
     {
         Dictionary<int, double> At(int nodes)
-            => CellsReport.OursOverMicrosoftByRepeat(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell).Select(r => r.Run), Rate);
+            => CellsReport.OursAgainstMicrosoftByRepeat(runs.Where(r => r.Nodes == nodes && r.Run.Cell == cell).Select(r => r.Run), pair);
 
         var atFirst = At(first);
-        return Stats.Median(At(last).Where(l => atFirst.ContainsKey(l.Key)).Select(l => l.Value / atFirst[l.Key]).Where(double.IsFinite));
+        return [.. At(last).Where(l => atFirst.ContainsKey(l.Key)).OrderBy(l => l.Key).Select(l => across(l.Value, atFirst[l.Key])).Where(double.IsFinite)];
     }
 
     /// <summary>What going from <paramref name="first"/> to <paramref name="last"/> nodes adds to the time a delivery takes
@@ -149,22 +156,7 @@ internal static class SweepReport
     /// <summary>Per measured repeat in which both backplanes ran at both node counts: ours' added time per delivery (see
     /// <see cref="AddedTime"/>) less Microsoft's, each from that repeat's runs (below 0: adding nodes costs ours less).</summary>
     internal static List<double> AddedTimeOursLessMicrosofts(IReadOnlyList<SweepRun> runs, Cell cell, int first, int last)
-    {
-        double? At(Subject subject, int nodes, int repeat)
-            => runs.FirstOrDefault(r => r.Nodes == nodes && r.Run.Cell == cell && r.Run.Subject == subject && r.Run.Repeat == repeat && !r.Run.Warmup)?.Run.DeliveriesPerSecond;
-
-        var differences = new List<double>();
-        foreach (var repeat in runs.Where(r => r.Run.Cell == cell && !r.Run.Warmup).Select(r => r.Run.Repeat).Distinct().Order())
-        {
-            if (At(Subject.Ours, first, repeat) is { } o1 && At(Subject.Ours, last, repeat) is { } o2
-                && At(Subject.Microsoft, first, repeat) is { } m1 && At(Subject.Microsoft, last, repeat) is { } m2
-                && (1e6 / o2 - 1e6 / o1) - (1e6 / m2 - 1e6 / m1) is var difference && double.IsFinite(difference))
-            {
-                differences.Add(difference);
-            }
-        }
-        return differences;
-    }
+        => PairedAcrossNodeCounts(runs, cell, first, last, (ours, microsoft) => 1e6 / Rate(ours) - 1e6 / Rate(microsoft), (atLast, atFirst) => atLast - atFirst);
 
     private static string Micros(double value) => double.IsNaN(value) ? "n/a" : value.ToString("+#,0.00;−#,0.00;0.00", CultureInfo.InvariantCulture) + " µs";
 
