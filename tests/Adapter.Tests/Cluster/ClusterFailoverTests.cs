@@ -61,8 +61,8 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
             await redis.WaitUntilHealthyAsync(FailoverTimeout);
         });
 
-    /// <param name="slotMoveSeen">The sender's node must have found its stream's slot moved (a killed master is never
-    /// left by the client on its own before its timeout: no <c>MOVED</c> can come from it).</param>
+    /// <param name="slotMoveSeen">The sender's node must find its stream's slot moved (without the watch's owner lookup
+    /// it never does: with the owner dead, the client names any connected server as the slot's).</param>
     private async Task RunAsync(string fault, int allowedReordered, Func<RedisCluster, int, Task> inject, bool slotMoveSeen = false)
     {
         await using var redis = await RedisCluster.StartAsync();
@@ -116,7 +116,9 @@ public sealed class ClusterFailoverTests(ITestOutputHelper output)
         Assert.True(report.ExpectedDirect > 0, $"direct messages were sent ({report})");
         if (slotMoveSeen)
         {
-            Assert.True(cluster.Backplane(0).SlotMoves > 0, "node 0 found its stream's slot moved to the new master");
+            // Usually found before the sends settle; under load a topology reload can take seconds (the client waits on
+            // the dead master's connection), and the move is found after the client's own timeout moved the sends on.
+            await Eventually.TrueAsync(() => cluster.Backplane(0).SlotMoves > 0, "node 0 to find its stream's slot moved to the new master");
         }
     }
 }
