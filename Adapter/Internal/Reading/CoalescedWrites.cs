@@ -34,6 +34,14 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
     /// write is waiting.</summary>
     private const int BuffersKept = 256;
 
+    /// <summary>Most connections written one after the other before their transports get a turn
+    /// (<see cref="FlushInWavesAsync"/>): 8 per processor, at least 16. Each write takes a buffer for the connection's
+    /// pipe from the shared array pool and keeps it until the transport has sent it; the pool keeps 32 buffers of a size
+    /// per processor, so a broadcast written to hundreds of connections at once took most of them new, to be collected
+    /// later (cells benchmark, 100 broadcasts/s to 300 clients: 1.7 MB allocated per broadcast, 0.85 MB in waves of 16).
+    /// A wave uses a quarter of the pool, which leaves room for other writers and for reads.</summary>
+    internal static readonly int WaveConnections = Math.Max(16, Environment.ProcessorCount * 8);
+
     private readonly Dictionary<HubConnectionContext, int> _index = new(ReferenceEqualityComparer.Instance);
     private readonly List<Pending> _pending = [];
 
@@ -87,6 +95,10 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
         {
             return default;
         }
+        if (_pending.Count > WaveConnections)
+        {
+            return FlushInWavesAsync();
+        }
         try
         {
             foreach (var pending in CollectionsMarshal.AsSpan(_pending))
@@ -96,11 +108,42 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
         }
         finally
         {
-            _pending.Clear();
-            _index.Clear();
-            _messages.Clear();
+            Clear();
         }
         return _writing is null ? default : WaitAsync();
+    }
+
+    /// <summary>The same for more than <see cref="WaveConnections"/> connections: after each wave of them, while the
+    /// thread pool holds work (what the wave's writes woke: each connection's transport, which sends what it was given
+    /// and returns its buffer), the reader goes to the back of the pool's queue before writing the next wave.</summary>
+    private async ValueTask FlushInWavesAsync()
+    {
+        try
+        {
+            for (var i = 0; i < _pending.Count; i++)
+            {
+                if (i > 0 && i % WaveConnections == 0 && ThreadPool.PendingWorkItemCount > 0)
+                {
+                    await Task.Yield();
+                }
+                WriteConnection(_pending[i]);
+            }
+        }
+        finally
+        {
+            Clear();
+        }
+        if (_writing is not null)
+        {
+            await WaitAsync();
+        }
+    }
+
+    private void Clear()
+    {
+        _pending.Clear();
+        _index.Clear();
+        _messages.Clear();
     }
 
     private void WriteConnection(in Pending pending)

@@ -134,6 +134,52 @@ public sealed class CoalescedWritesTests
     }
 
     [Fact]
+    public async Task A_reply_for_more_connections_than_a_wave_reaches_each_in_one_write_in_order_with_the_thread_pool_busy()
+    {
+        // More than three waves, written while the thread pool holds queued work, so that the flush goes to the back of
+        // its queue between waves; one connection in the second wave has a full transport and waits.
+        var count = (3 * CoalescedWrites.WaveConnections) + 5;
+        var connections = Enumerable.Range(0, count).Select(_ => new Connection(new JsonHubProtocol())).ToArray();
+        var slow = connections[CoalescedWrites.WaveConnections + 1];
+        using var counted = new WriteCounter();
+        var writes = new CoalescedWrites(NullLogger.Instance, counted.Counter);
+        var padding = new string('x', (CoalescedWrites.MaxMergedBytes / 2) - 512);
+        for (var m = 1; m <= 3; m++)
+        {
+            foreach (var connection in connections)
+            {
+                writes.Add(connection.Context, Message(m, connection == slow ? padding : ""));
+            }
+        }
+        for (var m = 4; m <= 20; m++)
+        {
+            writes.Add(slow.Context, Message(m, padding)); // about 160 KiB in all: past the pipe's pause threshold
+        }
+
+        // Load, not a wait: work items that keep the pool's threads busy for a while, so that it holds queued work when
+        // the flush reaches the end of a wave.
+        for (var i = 0; i < 64; i++)
+        {
+            ThreadPool.UnsafeQueueUserWorkItem<object?>(_ => Thread.SpinWait(20_000), null, preferLocal: false);
+        }
+        var flush = writes.FlushAsync().AsTask();
+
+        foreach (var connection in connections.Where(c => c != slow))
+        {
+            Assert.Equal("1,2,3", await connection.ReceivedAsync(3));
+            Assert.Equal(1, connection.Writes);
+        }
+        Assert.Equal(string.Join(',', Enumerable.Range(1, 20)), await slow.ReceivedAsync(20));
+        await flush.WaitAsync(TimeSpan.FromSeconds(10));
+        Assert.Equal(connections.Sum(c => c.Writes), counted.Total);
+
+        // The next reply, for a few connections, is written at once, as before.
+        writes.Add(connections[0].Context, Message(4));
+        await writes.FlushAsync();
+        Assert.Equal("4", await connections[0].ReceivedAsync(1));
+    }
+
+    [Fact]
     public async Task The_next_reply_starts_afresh()
     {
         var connection = new Connection(new JsonHubProtocol());
