@@ -35,7 +35,7 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
     private const int BuffersKept = 256;
 
     /// <summary>Most connections written one after the other before their transports get a turn
-    /// (<see cref="FlushInWavesAsync"/>): 8 per processor, at least 16. Each write takes a buffer for the connection's
+    /// (<see cref="FlushAsync"/>): 8 per processor, at least 16. Each write takes a buffer for the connection's
     /// pipe from the shared array pool and keeps it until the transport has sent it; the pool keeps 32 buffers of a size
     /// per processor, so a broadcast written to hundreds of connections at once took most of them new, to be collected
     /// later (cells benchmark, 100 broadcasts/s to 300 clients: 1.7 MB allocated per broadcast, 0.85 MB in waves of 16).
@@ -88,36 +88,17 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
     /// with it, as it does writing one by one).</summary>
     /// <remarks>A connection whose write does not complete at once (its pipe is past the pause threshold, or another
     /// write holds it) gets the rest of its messages from one continuation that waits for that write and then goes on
-    /// merging into the same buffer, instead of queueing a write (and a buffer) per merged piece.</remarks>
-    public ValueTask FlushAsync()
+    /// merging into the same buffer, instead of queueing a write (and a buffer) per merged piece.
+    /// <para>A reply for more than <see cref="WaveConnections"/> connections is written in waves: after each, while the
+    /// thread pool holds work (what the wave's writes woke: each connection's transport, which sends what it was given
+    /// and returns its buffer), the reader goes to the back of the pool's queue before writing the next wave. Nothing
+    /// is allocated for a flush that does not wait.</para></remarks>
+    public async ValueTask FlushAsync()
     {
         if (_pending.Count == 0)
         {
-            return default;
+            return;
         }
-        if (_pending.Count > WaveConnections)
-        {
-            return FlushInWavesAsync();
-        }
-        try
-        {
-            foreach (var pending in CollectionsMarshal.AsSpan(_pending))
-            {
-                WriteConnection(pending);
-            }
-        }
-        finally
-        {
-            Clear();
-        }
-        return _writing is null ? default : WaitAsync();
-    }
-
-    /// <summary>The same for more than <see cref="WaveConnections"/> connections: after each wave of them, while the
-    /// thread pool holds work (what the wave's writes woke: each connection's transport, which sends what it was given
-    /// and returns its buffer), the reader goes to the back of the pool's queue before writing the next wave.</summary>
-    private async ValueTask FlushInWavesAsync()
-    {
         try
         {
             for (var i = 0; i < _pending.Count; i++)
@@ -131,19 +112,15 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
         }
         finally
         {
-            Clear();
+            _pending.Clear();
+            _index.Clear();
+            _messages.Clear();
         }
-        if (_writing is not null)
+        if (_writing is { } writing)
         {
-            await WaitAsync();
+            _writing = null;
+            await Task.WhenAll(writing);
         }
-    }
-
-    private void Clear()
-    {
-        _pending.Clear();
-        _index.Clear();
-        _messages.Clear();
     }
 
     private void WriteConnection(in Pending pending)
@@ -275,13 +252,6 @@ internal sealed class CoalescedWrites(ILogger logger, Counter<long>? writes = nu
         {
             buffers.Return(buffer);
         }
-    }
-
-    private async ValueTask WaitAsync()
-    {
-        var writing = _writing!;
-        _writing = null;
-        await Task.WhenAll(writing);
     }
 
     /// <summary>A connection whose writes may be merged: without stateful reconnect (there each write is one numbered
