@@ -64,12 +64,13 @@ internal sealed class ClusterTopologyWatch(
             IServer ownerServer;
             try
             {
-                if (multiplexer.GetServer(key).ServerType != ServerType.Cluster)
+                var mapped = multiplexer.GetServer(key);
+                if (mapped.ServerType != ServerType.Cluster)
                 {
                     continue;
                 }
                 moved.OnCluster();
-                (owner, ownerServer) = Owner(multiplexer, key);
+                (owner, ownerServer) = Owner(multiplexer, mapped, key);
             }
             catch (Exception ex) when (ex is RedisException or InvalidOperationException or NotSupportedException or ArgumentException)
             {
@@ -88,7 +89,7 @@ internal sealed class ClusterTopologyWatch(
             try
             {
                 await multiplexer.ConfigureAsync();
-                var (now, _) = Owner(multiplexer, key);
+                var (now, _) = Owner(multiplexer, multiplexer.GetServer(key), key);
                 if (!Equals(now, owner))
                 {
                     Log.ClusterSlotMoved(logger, key.ToString(), owner.ToString() ?? "?", now.ToString() ?? "?", name);
@@ -103,12 +104,11 @@ internal sealed class ClusterTopologyWatch(
         }
     }
 
-    /// <summary>The server the client sends <paramref name="key"/>'s commands to: the one it maps the slot to, or, when
-    /// that one is disconnected (then <c>GetServer(key)</c> gives any connected server instead), the slot's owner in the
-    /// cluster configuration the client last loaded.</summary>
-    private static (EndPoint EndPoint, IServer Server) Owner(IConnectionMultiplexer multiplexer, RedisKey key)
+    /// <summary>The server the client sends <paramref name="key"/>'s commands to: the one it maps the slot to
+    /// (<paramref name="server"/>, from <c>GetServer(key)</c>), or, when that one is disconnected (then <c>GetServer</c>
+    /// gives any connected server instead), the slot's owner in the cluster configuration the client last loaded.</summary>
+    private static (EndPoint EndPoint, IServer Server) Owner(IConnectionMultiplexer multiplexer, IServer server, RedisKey key)
     {
-        var server = multiplexer.GetServer(key);
         if (server.ClusterConfiguration?.GetBySlot(key)?.EndPoint is { } configured && !Equals(configured, server.EndPoint))
         {
             var owner = multiplexer.GetServer(configured);
